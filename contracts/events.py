@@ -1,0 +1,190 @@
+"""Integration events: the only facts that cross service boundaries (Kafka topics, webhooks, feeds).
+
+They carry ids and codes, never a child's name, identity number, address or free-text narrative: those stay in
+the owning service's store. Contracts change additively; a breaking change is a new ``.vN`` type.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import Field, TypeAdapter
+
+from contracts.agencies import Agency
+from contracts.envelope import CloudEvent, Contract
+from contracts.vocabulary import (
+    ChildCategory,
+    ConcernCategory,
+    CourtOrderKind,
+    Priority,
+    ReferralStatus,
+    ReporterRole,
+    RiskColour,
+    RiskLevel,
+    Urgency,
+)
+
+
+class ReportFiledData(Contract):
+    report_id: UUID
+    case_id: UUID
+    child_id: UUID
+    reporter_agency: Agency
+    reporter_role: ReporterRole
+    concern_category: ConcernCategory
+    urgency: Urgency
+    child_categories: tuple[ChildCategory, ...]
+    township: str
+    village: str
+    observed_on: date
+
+
+class ReportFiled(CloudEvent):
+    event_type = "cn.huhang.report.filed.v1"
+    schema_name = "report-filed.v1"
+    type: Literal["cn.huhang.report.filed.v1"] = "cn.huhang.report.filed.v1"
+    data: ReportFiledData
+
+
+class GuardianshipRiskAssessedData(Contract):
+    assessment_id: UUID
+    case_id: UUID
+    child_id: UUID
+    risk_level: RiskLevel
+    colour: RiskColour
+    previous_risk_level: RiskLevel | None
+    factors: tuple[str, ...]
+    township: str
+    village: str
+
+
+class GuardianshipRiskAssessed(CloudEvent):
+    event_type = "cn.huhang.guardianship.risk-assessed.v1"
+    schema_name = "guardianship-risk-assessed.v1"
+    type: Literal["cn.huhang.guardianship.risk-assessed.v1"] = "cn.huhang.guardianship.risk-assessed.v1"
+    data: GuardianshipRiskAssessedData
+
+
+class CourtProtectionOrderIssuedData(Contract):
+    order_id: UUID
+    case_id: UUID
+    child_id: UUID
+    order_kind: CourtOrderKind
+    court_case_number: str
+    issued_on: date
+    expires_on: date | None
+    township: str
+    village: str
+
+
+class CourtProtectionOrderIssued(CloudEvent):
+    event_type = "cn.huhang.court.protection-order-issued.v1"
+    schema_name = "court-protection-order-issued.v1"
+    type: Literal["cn.huhang.court.protection-order-issued.v1"] = "cn.huhang.court.protection-order-issued.v1"
+    data: CourtProtectionOrderIssuedData
+
+
+class SchoolDropoutReportedData(Contract):
+    case_id: UUID
+    child_id: UUID
+    school_code: str
+    last_attended_on: date
+    child_categories: tuple[ChildCategory, ...]
+    township: str
+    village: str
+
+
+class SchoolDropoutReported(CloudEvent):
+    event_type = "cn.huhang.education.school-dropout-reported.v1"
+    schema_name = "school-dropout-reported.v1"
+    type: Literal["cn.huhang.education.school-dropout-reported.v1"] = (
+        "cn.huhang.education.school-dropout-reported.v1"
+    )
+    data: SchoolDropoutReportedData
+
+
+class JobAssistanceRequestedData(Contract):
+    case_id: UUID
+    child_id: UUID
+    parent_relation: Literal["father", "mother"]
+    wants_local_work: bool
+    wants_training: bool
+    township: str
+    village: str
+
+
+class JobAssistanceRequested(CloudEvent):
+    event_type = "cn.huhang.hrss.job-assistance-requested.v1"
+    schema_name = "job-assistance-requested.v1"
+    type: Literal["cn.huhang.hrss.job-assistance-requested.v1"] = "cn.huhang.hrss.job-assistance-requested.v1"
+    data: JobAssistanceRequestedData
+
+
+class ReferralRequestedData(Contract):
+    referral_id: UUID
+    case_id: UUID
+    child_id: UUID
+    owner_agency: Agency
+    requester_agency: Agency
+    referral_type: str
+    priority: Priority
+    due_at: datetime
+    plan_tasks: tuple[int, ...]
+    rule_id: str
+    rules_version: str
+    source_event_id: UUID
+    township: str
+    village: str
+
+
+class ReferralRequested(CloudEvent):
+    event_type = "cn.huhang.referral.requested.v1"
+    schema_name = "referral-requested.v1"
+    type: Literal["cn.huhang.referral.requested.v1"] = "cn.huhang.referral.requested.v1"
+    data: ReferralRequestedData
+
+
+class ReferralStatusChangedData(Contract):
+    referral_id: UUID
+    case_id: UUID
+    owner_agency: Agency
+    status: ReferralStatus
+    reason: str | None
+
+
+class ReferralStatusChanged(CloudEvent):
+    event_type = "cn.huhang.referral.status-changed.v1"
+    schema_name = "referral-status-changed.v1"
+    type: Literal["cn.huhang.referral.status-changed.v1"] = "cn.huhang.referral.status-changed.v1"
+    data: ReferralStatusChangedData
+
+
+CONTRACT_EVENTS: tuple[type[CloudEvent], ...] = (
+    ReportFiled,
+    GuardianshipRiskAssessed,
+    CourtProtectionOrderIssued,
+    SchoolDropoutReported,
+    JobAssistanceRequested,
+    ReferralRequested,
+    ReferralStatusChanged,
+)
+
+AnyCaseEvent = Annotated[
+    ReportFiled
+    | GuardianshipRiskAssessed
+    | CourtProtectionOrderIssued
+    | SchoolDropoutReported
+    | JobAssistanceRequested
+    | ReferralRequested
+    | ReferralStatusChanged,
+    Field(discriminator="type"),
+]
+
+CASE_EVENT_ADAPTER: TypeAdapter[AnyCaseEvent] = TypeAdapter(AnyCaseEvent)
+
+
+def parse_event(raw: bytes | str) -> AnyCaseEvent:
+    """Parse one structured-mode CloudEvent (JSON) into its contract class."""
+    return CASE_EVENT_ADAPTER.validate_json(raw)

@@ -1,0 +1,150 @@
+"""The composition root: builds services, their transports and the routing workflow from settings.
+
+Embedded and distributed differ only here, by configuration: in-process followers of the notification logs
+or Kafka (relays + consumer groups); in-process or HTTP calls to the referral service.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI
+
+from contracts.routing import load_rules
+from contracts.topics import GUARDIANSHIP_TOPIC, INTAKE_TOPIC, REFERRAL_TOPIC
+from huhang.service import Service, Subscription
+from huhang.settings import Settings
+from huhang.storage import read_model_engine
+from huhang.streams import Consumer, EventSource, MergedSource, NotificationLogSource, Positions
+from huhang.web import create_api
+from workflows.referral_gateway import HttpReferralGateway, LocalReferralGateway, ReferralGateway
+from workflows.routing import Router, run_router
+
+logger = logging.getLogger(__name__)
+
+SERVICE_NAMES = ("intake", "referral", "guardianship", "notifications")
+TOPIC_OF: Mapping[str, str] = {"intake": INTAKE_TOPIC, "referral": REFERRAL_TOPIC, "guardianship": GUARDIANSHIP_TOPIC}
+ROUTED_SOURCES = ("intake", "guardianship")
+
+
+def build_service(settings: Settings, name: str) -> Service:
+    module = importlib.import_module(f"services.{name}.main")
+    return module.build(settings)
+
+
+def build_services(settings: Settings, names: Iterable[str] = SERVICE_NAMES) -> dict[str, Service]:
+    return {name: build_service(settings, name) for name in names}
+
+
+def service_api(settings: Settings, service: Service) -> FastAPI:
+    """One service's own HTTP application (distributed mode)."""
+    api = create_api(service.title, settings, service.routers())
+    service.bind(api)
+    return api
+
+
+def embedded_api(settings: Settings, services: Mapping[str, Service]) -> FastAPI:
+    """One HTTP application serving every service's routes (embedded mode)."""
+    api = create_api("Huhang (护航)", settings, [r for s in services.values() for r in s.routers()])
+    for service in services.values():
+        service.bind(api)
+    return api
+
+
+def _log_source(follower: str, source_service: Service, positions: Positions, settings: Settings) -> EventSource:
+    return NotificationLogSource(
+        f"{follower}<-{source_service.name}", source_service.application,
+        source_service.to_integration_events(), positions, batch_size=settings.batch_size,
+    )
+
+
+def _kafka_source(settings: Settings, group: str, sources: Iterable[str]) -> EventSource:
+    from huhang.kafka import KafkaSource
+
+    return KafkaSource(
+        settings.kafka_bootstrap_servers, [TOPIC_OF[s] for s in sources], group_id=f"huhang.{group}",
+        max_poll_interval_ms=settings.kafka_max_poll_interval_ms,
+        session_timeout_ms=settings.kafka_session_timeout_ms, max_records=settings.batch_size,
+    )
+
+
+def subscription_consumers(
+    settings: Settings, service: Service, peers: Mapping[str, Service] | None = None
+) -> list[Consumer]:
+    """The consumers feeding a service's read models: in-process followers of the peers' logs, or Kafka.
+
+    A subscription to the service's own events always follows its own log directly.
+    """
+    consumers = []
+    for sub in service.subscriptions():
+        consumers.append(Consumer(sub.name, _subscription_source(settings, service, sub, peers), sub.handler))
+    return consumers
+
+
+def _subscription_source(
+    settings: Settings, service: Service, sub: Subscription, peers: Mapping[str, Service] | None
+) -> EventSource:
+    if sub.sources == (service.name,):
+        return _log_source(sub.name, service, service.positions, settings)
+    if settings.transport == "kafka":
+        return _kafka_source(settings, sub.name, sub.sources)
+    if peers is None:
+        raise ValueError("in-process transport needs the peer services in this process")
+    return MergedSource([_log_source(sub.name, peers[s], service.positions, settings) for s in sub.sources])
+
+
+def relay(settings: Settings, service: Service) -> Consumer:
+    """The outbox relay: the service's notification log to its Kafka topic."""
+    from huhang.kafka import KafkaPublisher
+
+    name = f"{service.name}.relay"
+    return Consumer(
+        name,
+        _log_source(name, service, service.positions, settings),
+        KafkaPublisher(settings.kafka_bootstrap_servers, TOPIC_OF[service.name], client_id=f"huhang-{name}"),
+        kill_before_commit=settings.failpoint == f"{name}:before-commit",
+    )
+
+
+def build_router(settings: Settings, services: Mapping[str, Service] | None = None) -> Router:
+    rules = load_rules()
+    gateway: ReferralGateway
+    if settings.transport == "kafka":
+        source = _kafka_source(settings, "router", ROUTED_SOURCES)
+        gateway = HttpReferralGateway(settings.referral_url)
+    else:
+        if services is None:
+            raise ValueError("in-process routing needs the services in this process")
+        positions = Positions(read_model_engine(settings, "workflows"))
+        source = MergedSource([_log_source("router", services[s], positions, settings) for s in ROUTED_SOURCES])
+        gateway = LocalReferralGateway(services["referral"].application)
+    return Router(source, gateway, rules)
+
+
+@dataclass
+class Runtime:
+    """Background loops of one process, stopped together."""
+
+    stop: threading.Event = field(default_factory=threading.Event)
+    threads: list[threading.Thread] = field(default_factory=list)
+
+    def start(self, name: str, target: Callable[[threading.Event], None]) -> None:
+        thread = threading.Thread(target=target, args=(self.stop,), name=name, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def start_consumers(self, consumers: Iterable[Consumer]) -> None:
+        for consumer in consumers:
+            self.start(consumer.name, consumer.run)
+
+    def start_router(self, router: Router) -> None:
+        self.start("router", lambda stop: run_router(router, stop))
+
+    def shutdown(self, timeout_s: float = 10.0) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout_s)

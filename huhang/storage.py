@@ -1,0 +1,91 @@
+"""Where each service keeps its event store and its read models, as the settings say.
+
+Each service owns its store: a SQLite file per service in the data folder, or a PostgreSQL schema per service.
+Read models and follower positions live beside the events (SQLAlchemy).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import StaticPool
+
+from huhang.settings import Settings
+
+
+def schema_name(settings: Settings, service: str) -> str:
+    return f"{settings.schema_prefix}{service}"
+
+
+def eventsourcing_env(settings: Settings, service: str) -> dict[str, str]:
+    """The eventsourcing environment for one service's application."""
+    if settings.storage == "memory":
+        return {"PERSISTENCE_MODULE": "eventsourcing.popo"}
+    if settings.storage == "sqlite":
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": str(settings.data_dir / f"{service}.events.sqlite"),
+            "SQLITE_LOCK_TIMEOUT": "10",
+        }
+    url = make_url(settings.database_url)
+    ensure_schema(settings, service)
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": url.database or "postgres",
+        "POSTGRES_HOST": url.host or "127.0.0.1",
+        "POSTGRES_PORT": str(url.port or 5432),
+        "POSTGRES_USER": url.username or "postgres",
+        "POSTGRES_PASSWORD": url.password or "",
+        "POSTGRES_SCHEMA": schema_name(settings, service),
+        "POSTGRES_POOL_SIZE": "10",
+        "POSTGRES_MAX_OVERFLOW": "20",
+        "POSTGRES_CONNECT_TIMEOUT": "5",
+        "POSTGRES_PRE_PING": "y",
+    }
+
+
+def _sqlalchemy_postgres_url(settings: Settings) -> str:
+    return make_url(settings.database_url).set(drivername="postgresql+psycopg").render_as_string(
+        hide_password=False
+    )
+
+
+def ensure_schema(settings: Settings, service: str) -> None:
+    engine = create_engine(_sqlalchemy_postgres_url(settings), pool_pre_ping=True)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema_name(settings, service)}"'))
+    finally:
+        engine.dispose()
+
+
+def read_model_engine(settings: Settings, service: str) -> Engine:
+    """The SQLAlchemy engine for one service's read models and follower positions."""
+    if settings.storage == "memory":
+        return create_engine(
+            "sqlite://", connect_args={"check_same_thread": False}, poolclass=StaticPool
+        )
+    if settings.storage == "sqlite":
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            f"sqlite:///{settings.data_dir / f'{service}.read.sqlite'}",
+            connect_args={"check_same_thread": False, "timeout": 30},
+        )
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    ensure_schema(settings, service)
+    return create_engine(
+        _sqlalchemy_postgres_url(settings),
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=20,
+        connect_args={"options": f"-c search_path={schema_name(settings, service)}"},
+    )
+
+
+def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()

@@ -1,0 +1,227 @@
+"""Moving integration events between services: sources, handlers, positions and the consumer loop.
+
+A *source* yields batches of contract events and a way to commit having handled them:
+- ``NotificationLogSource`` follows one service's eventsourcing notification log from a durably tracked
+  position, mapping each domain event to its integration event (the in-process transport, and the outbox
+  relay's input);
+- ``huhang.kafka.KafkaSource`` consumes Kafka topics in a consumer group.
+A *handler* does something with a batch (publish to Kafka, route, project). Handlers are idempotent on the
+event id: after a crash between handling and committing, the batch comes again and changes nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from eventsourcing.application import Application
+from sqlalchemy import BigInteger, Column, Engine, MetaData, String, Table, select
+
+from contracts.envelope import CloudEvent
+from huhang.sql import upsert
+
+logger = logging.getLogger(__name__)
+
+DomainToContract = Callable[[Any], Sequence[CloudEvent]]
+
+
+@dataclass(frozen=True)
+class Batch:
+    events: Sequence[CloudEvent]
+    commit: Callable[[], None]
+
+
+class EventSource(Protocol):
+    def poll(self, timeout_s: float) -> Batch | None: ...
+
+    def close(self) -> None: ...
+
+
+class EventHandler(Protocol):
+    def handle(self, events: Sequence[CloudEvent]) -> None: ...
+
+
+class WakeableApplication(Application[Any]):
+    """An eventsourcing Application that wakes in-process followers as soon as it saves."""
+
+    def __init__(self, env: Any = None) -> None:
+        super().__init__(env)
+        self._saved = threading.Condition()
+
+    def save(self, *objs: Any, **kwargs: Any) -> Any:
+        recordings = super().save(*objs, **kwargs)
+        with self._saved:
+            self._saved.notify_all()
+        return recordings
+
+    def wait_for_save(self, timeout_s: float) -> None:
+        with self._saved:
+            self._saved.wait(timeout_s)
+
+
+metadata = MetaData()
+positions_table = Table(
+    "follower_positions",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("position", BigInteger, nullable=False),
+)
+
+
+class Positions:
+    """Durable positions of log followers (the relay's, the in-process consumers')."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        metadata.create_all(engine, tables=[positions_table])
+
+    def get(self, name: str) -> int:
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                select(positions_table.c.position).where(positions_table.c.name == name)
+            ).scalar_one_or_none()
+        return int(value or 0)
+
+    def save(self, name: str, position: int) -> None:
+        with self.engine.begin() as conn:
+            upsert(conn, positions_table, {"name": name, "position": position}, keys=["name"])
+
+
+class NotificationLogSource:
+    """Follows one application's notification log (its outbox) from a tracked position."""
+
+    def __init__(
+        self,
+        name: str,
+        app: WakeableApplication,
+        to_contract: DomainToContract,
+        positions: Positions,
+        batch_size: int = 500,
+    ) -> None:
+        self.name = name
+        self.app = app
+        self.to_contract = to_contract
+        self.positions = positions
+        self.batch_size = batch_size
+        self._position: int | None = None
+
+    def poll(self, timeout_s: float) -> Batch | None:
+        if self._position is None:
+            self._position = self.positions.get(self.name)
+        notifications = self._select()
+        if not notifications:
+            self.app.wait_for_save(timeout_s)
+            notifications = self._select()
+            if not notifications:
+                return None
+        events: list[CloudEvent] = []
+        for notification in notifications:
+            events.extend(self.to_contract(self.app.mapper.to_domain_event(notification)))
+        last = notifications[-1].id
+        return Batch(events=events, commit=lambda: self._commit(last))
+
+    def _select(self) -> Sequence[Any]:
+        return self.app.recorder.select_notifications(
+            start=self._position, limit=self.batch_size, inclusive_of_start=False
+        )
+
+    def _commit(self, position: int) -> None:
+        self.positions.save(self.name, position)
+        self._position = position
+
+    def rewind(self) -> None:
+        """Forget the uncommitted batch: the next poll starts again from the committed position."""
+        self._position = None
+
+    def close(self) -> None:
+        pass
+
+
+class MergedSource:
+    """Several sources read in turn as one (an in-process consumer of several services' logs)."""
+
+    def __init__(self, sources: Sequence[EventSource]) -> None:
+        self.sources = list(sources)
+        self._next = 0
+
+    def poll(self, timeout_s: float) -> Batch | None:
+        slice_s = timeout_s / max(1, len(self.sources))
+        for _ in range(len(self.sources)):
+            source = self.sources[self._next]
+            self._next = (self._next + 1) % len(self.sources)
+            batch = source.poll(slice_s)
+            if batch is not None:
+                return batch
+        return None
+
+    def rewind(self) -> None:
+        for source in self.sources:
+            rewind_source(source)
+
+    def close(self) -> None:
+        for source in self.sources:
+            source.close()
+
+
+def rewind_source(source: EventSource) -> None:
+    rewind = getattr(source, "rewind", None)
+    if callable(rewind):
+        rewind()
+
+
+class Consumer:
+    """Runs a handler over a source: poll, handle, commit; on failure, back off and take the batch again."""
+
+    def __init__(
+        self, name: str, source: EventSource, handler: EventHandler, poll_timeout_s: float = 0.5,
+        *, kill_before_commit: bool = False,
+    ) -> None:
+        self.name = name
+        self.source = source
+        self.handler = handler
+        self.poll_timeout_s = poll_timeout_s
+        # Fault injection for crash tests (HUHANG_FAILPOINT=<consumer name>:before-commit): the process dies
+        # with SIGKILL after handling a batch and before recording that it did.
+        self.kill_before_commit = kill_before_commit
+
+    def run_once(self) -> int | None:
+        """Handle one batch; the number of events handled, or None when the source had nothing."""
+        batch = self.source.poll(self.poll_timeout_s)
+        if batch is None:
+            return None
+        if batch.events:
+            self.handler.handle(batch.events)
+            if self.kill_before_commit:
+                os.kill(os.getpid(), signal.SIGKILL)
+        batch.commit()
+        return len(batch.events)
+
+    def run(self, stop: threading.Event) -> None:
+        backoff = 0.1
+        while not stop.is_set():
+            try:
+                self.run_once()
+                backoff = 0.1
+            except Exception as exc:
+                # Ids and types only: exception texts may quote personal data.
+                logger.warning("consumer %s failed (%s); retrying in %.1fs", self.name, type(exc).__name__, backoff)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+                rewind_source(self.source)  # the uncommitted batch must come again
+        self.source.close()
+
+
+def drain(consumer: Consumer, *, idle_polls: int = 2, limit_s: float = 30.0) -> int:
+    """Run a consumer until its source is idle (tests, batch jobs). Returns events handled."""
+    handled, idle, deadline = 0, 0, time.monotonic() + limit_s
+    while idle < idle_polls and time.monotonic() < deadline:
+        n = consumer.run_once()
+        handled += n or 0
+        idle = idle + 1 if n is None else 0
+    return handled

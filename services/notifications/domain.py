@@ -1,0 +1,126 @@
+"""What an agency must be told, and in which words: pure functions from integration events to notices.
+
+The owner of a new referral is told to act; every agency that reported the case is told where it went and how it
+ended (closing the loop, 反馈闭环). Texts hold codes and agency names only: events carry no personal data, and
+the free-text ``reason`` of a status change is left out because it might.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from enum import StrEnum
+from uuid import UUID
+
+from contracts.agencies import AGENCY_NAMES, Agency
+from contracts.envelope import CloudEvent
+from contracts.events import ReferralRequested, ReferralStatusChanged
+from contracts.vocabulary import Priority, ReferralStatus
+
+NOTICE_ID_NAMESPACE = uuid.UUID("7e3a1c58-2b9d-4f60-a8e4-c51d0f9b2e73")
+CHINA_STANDARD_TIME = timezone(timedelta(hours=8), "CST")
+
+
+class NotificationKind(StrEnum):
+    new_referral = "new_referral"  # to the owner: a referral to act on
+    report_referred = "report_referred"  # to the reporter: the case went to an agency
+    referral_accepted = "referral_accepted"
+    referral_rejected = "referral_rejected"
+    referral_completed = "referral_completed"
+    referral_failed = "referral_failed"
+
+
+# The status changes a reporter hears of: (kind, priority, Chinese text, English text) by status.
+REPORTER_STATUS_NOTICES: dict[ReferralStatus, tuple[NotificationKind, Priority, str, str]] = {
+    ReferralStatus.accepted: (
+        NotificationKind.referral_accepted, Priority.routine,
+        "您报告的案件已由{zh}接收处理（accepted）", "The case you reported was accepted by: {en} (accepted).",
+    ),
+    ReferralStatus.rejected: (
+        NotificationKind.referral_rejected, Priority.urgent,
+        "{zh}未接收您报告的案件的转介（rejected）",
+        "The referral of the case you reported was rejected by: {en} (rejected).",
+    ),
+    ReferralStatus.completed: (
+        NotificationKind.referral_completed, Priority.routine,
+        "{zh}已完成您报告的案件的处置（completed）", "The case you reported was completed by: {en} (completed).",
+    ),
+    ReferralStatus.failed: (
+        NotificationKind.referral_failed, Priority.urgent,
+        "{zh}未能完成您报告的案件的处置（failed）", "The case you reported could not be completed by: {en} (failed).",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Notice:
+    id: UUID
+    agency: Agency
+    case_id: UUID
+    event_id: UUID
+    kind: NotificationKind
+    priority: Priority
+    text_zh: str
+    text_en: str
+    created_at: datetime
+
+
+def notice_id(event_id: UUID, recipient: Agency) -> UUID:
+    """One notice per event and recipient: a redelivered event makes the same id, so nothing is told twice."""
+    return uuid.uuid5(NOTICE_ID_NAMESPACE, f"{event_id}/{recipient.value}")
+
+
+def _notice(
+    e: CloudEvent, case_id: UUID, recipient: Agency, kind: NotificationKind, priority: Priority, zh: str, en: str
+) -> Notice:
+    return Notice(
+        id=notice_id(e.id, recipient), agency=recipient, case_id=case_id, event_id=e.id, kind=kind,
+        priority=priority, text_zh=zh, text_en=en, created_at=e.time,
+    )
+
+
+def owner_notices(e: CloudEvent) -> list[Notice]:
+    """What the agency a referral is addressed to must know."""
+    if not isinstance(e, ReferralRequested):
+        return []
+    d = e.data
+    due = d.due_at.astimezone(CHINA_STANDARD_TIME).strftime("%Y-%m-%d %H:%M")
+    return [
+        _notice(
+            e, d.case_id, d.owner_agency, NotificationKind.new_referral, d.priority,
+            f"新转介：{d.referral_type}，优先级 {d.priority.value}，截止 {due}（北京时间）",
+            f"New referral: {d.referral_type}, priority {d.priority.value}, due {due} (UTC+8)",
+        )
+    ]
+
+
+def reporter_notices(e: CloudEvent, reporters: Iterable[Agency]) -> list[Notice]:
+    """What the agencies that reported the case are told about its referrals (not the owner about itself)."""
+    if isinstance(e, ReferralRequested):
+        owner = e.data.owner_agency
+        zh, en = AGENCY_NAMES[owner]
+        return [
+            _notice(
+                e, e.data.case_id, r, NotificationKind.report_referred, Priority.routine,
+                f"您报告的案件已转介至{zh}", f"The case you reported was referred to: {en}.",
+            )
+            for r in sorted(set(reporters)) if r != owner
+        ]
+    if isinstance(e, ReferralStatusChanged) and e.data.status in REPORTER_STATUS_NOTICES:
+        owner = e.data.owner_agency
+        kind, priority, zh_text, en_text = REPORTER_STATUS_NOTICES[e.data.status]
+        zh, en = AGENCY_NAMES[owner]
+        return [
+            _notice(e, e.data.case_id, r, kind, priority, zh_text.format(zh=zh), en_text.format(en=en))
+            for r in sorted(set(reporters)) if r != owner
+        ]
+    return []
+
+
+def concerns_reporters(e: CloudEvent) -> bool:
+    """Whether the reporters of the case are to hear of this event."""
+    return isinstance(e, ReferralRequested) or (
+        isinstance(e, ReferralStatusChanged) and e.data.status in REPORTER_STATUS_NOTICES
+    )

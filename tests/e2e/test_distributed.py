@@ -1,0 +1,59 @@
+"""End to end, distributed: every service, relay and consumer as its own process, on PostgreSQL, a real
+Kafka-protocol broker and Prefect (the router's flow), exactly as compose.yaml runs them."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import RUN_PREFIX
+from tests.e2e.flows import check_idempotent_retry, check_report_is_routed
+from tests.support.processes import free_port, huhang_env, huhang_process, wait_http
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
+
+API_SERVICES = ("intake", "referral", "guardianship", "notifications")
+
+
+@pytest.fixture(scope="module")
+def distributed(
+    tmp_path_factory: pytest.TempPathFactory, postgres_url: str, kafka_bootstrap: str
+) -> Iterator[dict[str, str]]:
+    tmp = tmp_path_factory.mktemp("distributed")
+    ports = {name: free_port() for name in API_SERVICES}
+    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    env = huhang_env(
+        storage="postgres", database_url=postgres_url, schema_prefix=f"{RUN_PREFIX}{uuid.uuid4().hex[:6]}_",
+        transport="kafka", kafka_bootstrap_servers=kafka_bootstrap, kafka_max_poll_interval_ms="5000",
+        kafka_session_timeout_ms="5000", referral_url=urls["referral"],
+    )
+    with ExitStack() as stack:
+        for name in API_SERVICES:
+            stack.enter_context(
+                huhang_process(["api", name, "--port", str(ports[name])], env, tmp / f"api-{name}.log")
+            )
+        for name in API_SERVICES:
+            stack.enter_context(huhang_process(["worker", name], env, tmp / f"worker-{name}.log"))
+        stack.enter_context(huhang_process(["router"], env, tmp / "router.log"))
+        for url in urls.values():
+            try:
+                wait_http(f"{url}/healthz", timeout_s=90)
+            except TimeoutError:
+                raise AssertionError(_logs(tmp)) from None
+        yield urls
+
+
+def _logs(tmp: Path) -> str:
+    return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(tmp.glob("*.log")))
+
+
+def test_a_report_travels_intake_kafka_prefect_referral(distributed: dict[str, str]) -> None:
+    check_report_is_routed(distributed["intake"], distributed["referral"])
+
+
+def test_a_retried_report_is_filed_and_routed_once(distributed: dict[str, str]) -> None:
+    check_idempotent_retry(distributed["intake"], distributed["referral"])

@@ -1,0 +1,40 @@
+"""How the routing workflow asks the referral service to open referrals: in-process or over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import httpx
+
+from contracts.commands import OpenReferral, OpenReferrals
+from services.referral.application import ReferralApplication
+
+
+class ReferralGateway(Protocol):
+    def open(self, commands: Sequence[OpenReferral]) -> int:
+        """Open the referrals (idempotently); returns how many were new."""
+        ...
+
+
+class LocalReferralGateway:
+    """Embedded mode: the referral application lives in this process."""
+
+    def __init__(self, app: ReferralApplication) -> None:
+        self.app = app
+
+    def open(self, commands: Sequence[OpenReferral]) -> int:
+        return sum(1 for opened in self.app.open_referrals(commands) if opened.created)
+
+
+class HttpReferralGateway:
+    """Distributed mode: ``POST /v1/referrals`` on the referral service."""
+
+    def __init__(self, base_url: str, timeout_s: float = 10.0) -> None:
+        self.client = httpx.Client(base_url=base_url, timeout=timeout_s)
+
+    def open(self, commands: Sequence[OpenReferral]) -> int:
+        body = OpenReferrals(referrals=tuple(commands)).model_dump(mode="json")
+        response = self.client.post("/v1/referrals", json=body)
+        response.raise_for_status()
+        return sum(1 for r in response.json()["referrals"] if r["created"])

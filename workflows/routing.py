@@ -1,0 +1,104 @@
+"""The routing workflow: case events in, referrals opened at the responsible agencies out.
+
+One long-lived Prefect flow run consumes case events in batches; each batch is two Prefect tasks (plan with the
+rules, then open through the referral service, with retries). A flow run per event would cost about a second
+each (ARCHITECTURE.md); a task costs milliseconds. The source is committed only after the referrals are open,
+and referral ids are derived from the event, so a batch handled twice opens nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+
+from contracts.commands import OpenReferral
+from contracts.envelope import CloudEvent
+from contracts.routing import RoutingRules
+from huhang.streams import EventSource, rewind_source
+from workflows.referral_gateway import ReferralGateway
+
+logger = logging.getLogger(__name__)
+
+
+def plan_referrals(rules: RoutingRules, events: Sequence[CloudEvent]) -> list[OpenReferral]:
+    """Pure: the referrals the rules demand for these events."""
+    commands: list[OpenReferral] = []
+    for event in events:
+        if event.type not in rules.event_types:  # type: ignore[attr-defined]
+            continue
+        data = event.data  # type: ignore[attr-defined]
+        for routed in rules.route(event):
+            commands.append(
+                OpenReferral(
+                    referral_id=routed.referral_id, case_id=data.case_id, child_id=data.child_id,
+                    owner_agency=routed.agency, requester_agency=event.actoragency,
+                    referral_type=routed.referral_type, priority=routed.priority, due_at=routed.due_at,
+                    plan_tasks=routed.plan_tasks, rule_ids=routed.rule_ids, rules_version=routed.rules_version,
+                    source_event_id=event.id, correlation_id=event.correlationid,
+                    township=data.township, village=data.village,
+                )
+            )
+    return commands
+
+
+@task(name="plan-referrals", cache_policy=NO_CACHE)
+def plan_referrals_task(rules: RoutingRules, events: Sequence[CloudEvent]) -> list[OpenReferral]:
+    return plan_referrals(rules, events)
+
+
+@task(name="open-referrals", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[0.5, 2, 5])
+def open_referrals_task(gateway: ReferralGateway, commands: list[OpenReferral]) -> int:
+    return gateway.open(commands)
+
+
+class Router:
+    def __init__(self, source: EventSource, gateway: ReferralGateway, rules: RoutingRules) -> None:
+        self.source = source
+        self.gateway = gateway
+        self.rules = rules
+
+    def route_batch(self, poll_timeout_s: float) -> int | None:
+        """Route one batch inside the running flow; None when there was nothing to route."""
+        batch = self.source.poll(poll_timeout_s)
+        if batch is None:
+            return None
+        routable = [e for e in batch.events if e.type in self.rules.event_types]  # type: ignore[attr-defined]
+        opened = 0
+        if routable:
+            commands = plan_referrals_task(self.rules, routable)
+            if commands:
+                opened = open_referrals_task(self.gateway, commands)
+        batch.commit()
+        return opened
+
+
+@flow(name="route-case-events", validate_parameters=False, log_prints=False)
+def route_case_events(
+    router: Router, stop: threading.Event, max_batches: int | None = None, poll_timeout_s: float = 0.5
+) -> int:
+    """Route case events until stopped (or ``max_batches`` non-empty batches, for jobs and tests)."""
+    opened, batches = 0, 0
+    while not stop.is_set() and (max_batches is None or batches < max_batches):
+        result = router.route_batch(poll_timeout_s)
+        if result is not None:
+            opened += result
+            batches += 1
+    return opened
+
+
+def run_router(router: Router, stop: threading.Event) -> None:
+    """Keep the routing flow running; after a failed run, start another (the batch comes again)."""
+    backoff = 1.0
+    while not stop.is_set():
+        try:
+            route_case_events(router, stop)
+        except Exception as exc:
+            # Case events carry codes and ids only, so the reason is safe to log.
+            logger.warning("routing flow run failed (%s: %.200s); restarting in %.0fs", type(exc).__name__, exc, backoff)
+            rewind_source(router.source)
+            stop.wait(backoff)
+            backoff = min(backoff * 2, 30.0)
