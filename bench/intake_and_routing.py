@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import hashlib
 import itertools
 import json
 import os
 import platform
 import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -36,7 +38,7 @@ import traceback
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -48,7 +50,7 @@ from sqlalchemy import create_engine, text
 from huhang.settings import Settings
 from huhang.storage import eventsourcing_env
 from services.intake.application import ChildFacts, FileReport, IntakeApplication
-from tests.support.processes import free_port, huhang_env, huhang_process
+from tests.support.processes import free_port, huhang_env, huhang_process, stop_process
 
 RESULTS_DIR = Path(__file__).parent / "results"
 DEFAULT_JSON = RESULTS_DIR / "intake_and_routing.json"
@@ -56,6 +58,7 @@ DATABASE_URL = os.environ.get("HUHANG_BENCH_DATABASE_URL", "postgresql://postgre
 PARTS = ("baseline", "http", "embedded", "distributed")
 API_SERVICES = ("intake", "referral", "guardianship", "notifications")
 REQUIRED_APIS = ("intake", "referral")  # what a report needs to reach the police inbox
+SHELL = "no store"  # the HTTP shell: intake's app shell, models and endpoint shape, nothing saved
 CONCERN = "guardian_neglect"  # routes to police (contracts/routing_rules.yaml)
 INBOX_AGENCY = "police"
 HTTP_TARGET_RATIO = 0.5
@@ -78,22 +81,24 @@ class Plan:
     baseline_warmup_s: float
     http_s: float
     http_warmup_s: float
+    http_shell_s: float
     e2e_rate: float
     e2e_s: float
     e2e_warmup_s: float
     e2e_tail_s: float
     ready_timeout_s: float
     inbox_poll_s: float = 0.02
-    inbox_page_limit: int = 50
+    inbox_page_limit: int = 20
+    batch_size: int | None = None  # HUHANG_BATCH_SIZE for the e2e processes; None: the platform's default
 
 
 FULL = Plan(
     quick=False, concurrencies=(1, 8, 32), baseline_s=8, baseline_warmup_s=1, http_s=10, http_warmup_s=2,
-    e2e_rate=50, e2e_s=20, e2e_warmup_s=3, e2e_tail_s=30, ready_timeout_s=180,
+    http_shell_s=5, e2e_rate=50, e2e_s=20, e2e_warmup_s=3, e2e_tail_s=30, ready_timeout_s=180,
 )
 QUICK = Plan(
     quick=True, concurrencies=(1, 8, 32), baseline_s=3, baseline_warmup_s=0.5, http_s=3, http_warmup_s=1,
-    e2e_rate=50, e2e_s=5, e2e_warmup_s=1, e2e_tail_s=15, ready_timeout_s=180,
+    http_shell_s=2, e2e_rate=50, e2e_s=5, e2e_warmup_s=1, e2e_tail_s=15, ready_timeout_s=180,
 )
 
 
@@ -252,7 +257,10 @@ class CpuMeter:
             used = sum(t - self._start[label].get(pid, 0) for pid, t in ticks.items())
             self.result[label] = round(used / CLOCK_TICKS / elapsed, 2) if elapsed > 0 else 0.0
         cpus = os.cpu_count() or 1
-        self.result["machine"] = round((busy1 - busy0) / max(1, total1 - total0) * cpus, 2)
+        machine = (busy1 - busy0) / max(1, total1 - total0) * cpus
+        self.result["others"] = round(max(0.0, machine - sum(self.result.values())), 2)
+        self.result["machine"] = round(machine, 2)
+        self.result["load_avg_1m"] = round(os.getloadavg()[0], 2)
 
 
 def cpu_groups(processes: Mapping[str, subprocess.Popen[bytes]] | None = None) -> dict[str, Callable[[], list[int]]]:
@@ -368,15 +376,40 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> 
     raise TimeoutError(f"{url} did not answer within {timeout_s:g}s")
 
 
+Starter = Callable[[int, Path], AbstractContextManager[subprocess.Popen[bytes]]]
+
+
+def intake_api(env: dict[str, str]) -> Starter:
+    def start(port: int, log: Path) -> AbstractContextManager[subprocess.Popen[bytes]]:
+        return huhang_process(["api", "intake", "--host", "127.0.0.1", "--port", str(port)], env, log)
+
+    return start
+
+
+@contextmanager
+def http_shell(port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``bench/_http_shell.py`` under uvicorn, as ``huhang api`` runs an API (one process, h11, asyncio)."""
+    args = ["-m", "uvicorn", "bench._http_shell:app", "--host", "127.0.0.1", "--port", str(port)]
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, *args, "--log-level", "warning"], env=huhang_env(), stdout=out,
+            stderr=subprocess.STDOUT, start_new_session=True, cwd=Path(__file__).parent.parent,
+        )
+        try:
+            yield process
+        finally:
+            stop_process(process)
+
+
 def bench_http(
-    plan: Plan, reports: SyntheticReports, storage: str, env: dict[str, str], log: Path,
-    baseline: list[dict[str, Any]],
+    plan: Plan, reports: SyntheticReports, storage: str, start: Starter, log: Path,
+    baseline: list[dict[str, Any]], seconds: float | None = None,
 ) -> list[dict[str, Any]]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     rows = []
     base_rate = {r["clients"]: r["reports_per_s"] for r in baseline if r["storage"] == storage}
-    with huhang_process(["api", "intake", "--host", "127.0.0.1", "--port", str(port)], env, log) as process:
+    with start(port, log) as process:
         wait_ready(f"{url}/healthz", process, 90)
         clients = [httpx.Client(base_url=url, timeout=30) for _ in range(max(plan.concurrencies))]
         try:
@@ -389,8 +422,8 @@ def bench_http(
             for n in plan.concurrencies:
                 progress(f"http {storage}: {n} client(s), warm-up {plan.http_warmup_s:g}s")
                 closed_loop(n, plan.http_warmup_s, call)
-                with CpuMeter(cpu_groups({"intake-api": process})) as meter:
-                    res = closed_loop(n, plan.http_s, call)
+                with CpuMeter(cpu_groups({"api": process})) as meter:
+                    res = closed_loop(n, seconds or plan.http_s, call)
                 row = _load_row({"storage": storage, "clients": n}, res, meter.result)
                 base = base_rate.get(n)
                 row["baseline_reports_per_s"] = base
@@ -401,7 +434,7 @@ def bench_http(
             for client in clients:
                 client.close()
         if process.poll() is not None:
-            raise RuntimeError(f"intake API exited with {process.returncode} during the run (log: {log})")
+            raise RuntimeError(f"the API exited with {process.returncode} during the run (log: {log})")
     return rows
 
 
@@ -517,9 +550,18 @@ def wait_routed(watcher: InboxWatcher, case_ids: Iterable[str], timeout_s: float
     return wanted <= watcher.first_seen.keys()
 
 
+def routing_failures(log: Path) -> dict[str, int]:
+    """How often the routing flow run failed, by exception type (the log's own words, no event data)."""
+    try:
+        content = log.read_text(errors="replace")
+    except OSError:
+        return {}
+    return dict(Counter(re.findall(r"routing flow run failed \((\w+)", content)))
+
+
 def bench_e2e(
     plan: Plan, reports: SyntheticReports, mode: str, intake_url: str, referral_url: str,
-    processes: Mapping[str, subprocess.Popen[bytes]], started_at: float,
+    processes: Mapping[str, subprocess.Popen[bytes]], started_at: float, router_log: Path,
 ) -> dict[str, Any]:
     watcher = InboxWatcher(referral_url, INBOX_AGENCY, plan.inbox_poll_s, plan.inbox_page_limit)
     watcher.start()
@@ -563,7 +605,7 @@ def bench_e2e(
         "missing": len(ok) - len(routed_times),
         "latency_ms": lat,
         "post_latency_ms": post_lat,
-        "max_send_lag_ms": round(max(f.sent - f.scheduled for f in filed) * 1000, 1),
+        "send_lag_ms": latency_ms([max(0.0, f.sent - f.scheduled) for f in filed], (50, 99)),
         "routed_per_s": round(len(routed_times) / (max(routed_times) - first_send), 1) if routed_times else 0.0,
         "drain_after_last_post_s": round(drained_after, 2),
         "ready_after_start_s": round(ready_after, 1),
@@ -574,14 +616,20 @@ def bench_e2e(
         },
         "cpu_cores": meter.result,
         "processes_exited": dead,
+        "routing_flow_failures": routing_failures(router_log),
+        "batch_size": plan.batch_size,
         "target_p95_ms": E2E_TARGET_P95_MS,
         "meets_target": lat["p95"] is not None and lat["p95"] < E2E_TARGET_P95_MS,
     }
 
 
+def _batch(plan: Plan) -> dict[str, str]:
+    return {} if plan.batch_size is None else {"batch_size": str(plan.batch_size)}
+
+
 def run_embedded(plan: Plan, reports: SyntheticReports, tmp: Path, logs: Path) -> dict[str, Any]:
     port = free_port()
-    env = huhang_env(data_dir=str(tmp / "embedded-data"))
+    env = huhang_env(data_dir=str(tmp / "embedded-data"), **_batch(plan))
     env.update({"PORT": str(port), "HOST": "127.0.0.1"})
     url = f"http://127.0.0.1:{port}"
     started = time.perf_counter()
@@ -592,7 +640,7 @@ def run_embedded(plan: Plan, reports: SyntheticReports, tmp: Path, logs: Path) -
             wait_ready(f"{url}/healthz", process, 120)
         except (RuntimeError, TimeoutError) as exc:
             raise RuntimeError(f"{exc} (log: {log})") from None
-        row = bench_e2e(plan, reports, "embedded", url, url, {"huhang-run": process}, started)
+        row = bench_e2e(plan, reports, "embedded", url, url, {"huhang-run": process}, started, log)
     row["storage"] = "sqlite"
     return row
 
@@ -607,7 +655,7 @@ def run_distributed(plan: Plan, reports: SyntheticReports, schema_prefix: str, l
         env = huhang_env(
             storage="postgres", database_url=DATABASE_URL, schema_prefix=schema_prefix, transport="kafka",
             kafka_bootstrap_servers=bootstrap, kafka_max_poll_interval_ms="5000", kafka_session_timeout_ms="5000",
-            referral_url=urls["referral"],
+            referral_url=urls["referral"], **_batch(plan),
         )
         started = time.perf_counter()
         progress("distributed: starting 4 APIs, 4 workers and the router")
@@ -629,7 +677,9 @@ def run_distributed(plan: Plan, reports: SyntheticReports, schema_prefix: str, l
                     raise RuntimeError(f"{name} API: {exc} (logs in {logs})") from None
                 unavailable[name] = str(exc)
                 progress(f"distributed: {name} API unavailable ({exc}); not needed for this benchmark")
-        row = bench_e2e(plan, reports, "distributed", urls["intake"], urls["referral"], processes, started)
+        row = bench_e2e(
+            plan, reports, "distributed", urls["intake"], urls["referral"], processes, started, logs / "dist-router.log"
+        )
     row["storage"] = "postgres"
     row["apis_unavailable"] = unavailable
     return row
@@ -721,7 +771,7 @@ def table(results: Results) -> str:
         lines += ["", "2. Intake over HTTP: POST /v1/reports to `huhang api intake` (keep-alive clients)"]
         lines.append(
             f"{'storage':<9} {'clients':>7} {'reports/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} "
-            f"{'HTTP/base':>9} {'api CPU':>8} {'pg CPU':>7} {'bench CPU':>9}"
+            f"{'HTTP/base':>9} {'api CPU':>8} {'pg CPU':>7} {'bench CPU':>9} {'others':>7}"
         )
         for r in results.http:
             cpu = r["cpu_cores"]
@@ -729,24 +779,41 @@ def table(results: Results) -> str:
                 f"{r['storage']:<9} {r['clients']:>7} {_fmt(r['reports_per_s']):>10} {_fmt(r['p50_ms'], '.1f'):>8} "
                 f"{_fmt(r['p99_ms'], '.1f'):>8} {r['errors']:>7} {_fmt(r['ratio_to_baseline'], '.2f'):>9} "
                 f"{_fmt(cpu.get('huhang'), '.2f'):>8} {_fmt(cpu.get('postgres'), '.2f'):>7} "
-                f"{_fmt(cpu.get('bench'), '.2f'):>9}"
+                f"{_fmt(cpu.get('bench'), '.2f'):>9} {_fmt(cpu.get('others'), '.2f'):>7}"
             )
-        lines.append(f"   (CPU in cores over the phase; the machine has {os.cpu_count() or 1})")
+        lines.append(
+            f"   (CPU in cores over the phase, the machine has {os.cpu_count() or 1}; others = processes not in this"
+            f" benchmark; '{SHELL}' = intake's HTTP shell and models without storage, bench/_http_shell.py)"
+        )
     if results.e2e:
         rate = results.e2e[0]["rate_per_s"]
         secs = results.e2e[0]["duration_s"]
         lines += ["", f"3. POST /v1/reports -> referral in the police inbox, open loop {rate:g}/s for {secs:g}s"]
         lines.append(
             f"{'mode':<12} {'filed':>6} {'routed':>6} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8} "
-            f"{'POST p50/p99 ms':>16} {'p95<2s':>6}"
+            f"{'POST p50/p99 ms':>16} {'routed/s':>8} {'app CPU':>7} {'p95<2s':>6}"
         )
         for r in results.e2e:
             lat, post = r["latency_ms"], r["post_latency_ms"]
             lines.append(
                 f"{r['mode']:<12} {r['filed']:>6} {r['routed']:>6} {_fmt(lat['p50']):>8} {_fmt(lat['p95']):>8} "
                 f"{_fmt(lat['p99']):>8} {_fmt(lat['max']):>8} "
-                f"{_fmt(post['p50']) + '/' + _fmt(post['p99']):>16} {'yes' if r['meets_target'] else 'NO':>6}"
+                f"{_fmt(post['p50']) + '/' + _fmt(post['p99']):>16} {_fmt(r['routed_per_s'], '.1f'):>8} "
+                f"{_fmt(r['cpu_cores'].get('huhang'), '.2f'):>7} {'yes' if r['meets_target'] else 'NO':>6}"
             )
+        lines.append("   (latency from the scheduled send; '-' = not routed within the tail wait; app CPU in cores)")
+        for r in results.e2e:
+            notes = []
+            if r["missing"]:
+                notes.append(f"{r['missing']} report(s) not in the inbox {plan_tail(results):g}s after the last POST")
+            if r["routing_flow_failures"]:
+                failures = ", ".join(f"{k} x{v}" for k, v in r["routing_flow_failures"].items())
+                notes.append(f"routing flow runs failed: {failures}")
+            if r["processes_exited"]:
+                notes.append(f"processes exited: {r['processes_exited']}")
+            if r.get("batch_size"):
+                notes.append(f"HUHANG_BATCH_SIZE={r['batch_size']}")
+            lines += [f"   {r['mode']}: {note}" for note in notes]
     if results.targets:
         lines += ["", "Targets:"]
         for name, t in results.targets.items():
@@ -758,11 +825,19 @@ def table(results: Results) -> str:
     return "\n".join(lines)
 
 
+def plan_tail(results: Results) -> float:
+    return float(results.meta["plan"]["e2e_tail_s"])
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.intake_and_routing", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="a reduced run (short phases) as a smoke check")
     p.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
     p.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write the results")
+    p.add_argument(
+        "--batch-size", type=int, default=None,
+        help="HUHANG_BATCH_SIZE for the end-to-end processes (default: the platform's own default)",
+    )
     args = p.parse_args(argv)
     parts = [s.strip() for s in args.parts.split(",") if s.strip()]
     if unknown := set(parts) - set(PARTS):
@@ -770,7 +845,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
 
-    plan = QUICK if args.quick else FULL
+    plan = dataclasses.replace(QUICK if args.quick else FULL, batch_size=args.batch_size)
     run_id = uuid.uuid4().hex[:8]
     prefix = f"bench_{run_id}_"
     logs = RESULTS_DIR / "logs"
@@ -790,6 +865,7 @@ def main(argv: list[str] | None = None) -> int:
             tmp = Path(tmp_name)
             if "baseline" in parts:
                 for storage, settings in (
+                    ("memory", Settings(storage="memory")),
                     ("sqlite", Settings(storage="sqlite", data_dir=tmp / "baseline-sqlite")),
                     ("postgres", Settings(storage="postgres", database_url=DATABASE_URL, schema_prefix=f"{prefix}b_")),
                 ):
@@ -797,6 +873,9 @@ def main(argv: list[str] | None = None) -> int:
                         results.baseline += bench_baseline(plan, reports, storage, settings)
                 results.write(args.json)
             if "http" in parts:
+                with part(results, "http shell"):
+                    log = logs / "http-shell.log"
+                    results.http += bench_http(plan, reports, SHELL, http_shell, log, [], plan.http_shell_s)
                 pg_env = huhang_env(storage="postgres", database_url=DATABASE_URL, schema_prefix=f"{prefix}h_")
                 for storage, env in (
                     ("sqlite", huhang_env(storage="sqlite", data_dir=str(tmp / "http-sqlite"))),
@@ -804,7 +883,7 @@ def main(argv: list[str] | None = None) -> int:
                 ):
                     with part(results, f"http {storage}"):
                         log = logs / f"http-{storage}-api-intake.log"
-                        results.http += bench_http(plan, reports, storage, env, log, results.baseline)
+                        results.http += bench_http(plan, reports, storage, intake_api(env), log, results.baseline)
                 results.write(args.json)
             if "embedded" in parts:
                 with part(results, "e2e embedded"):

@@ -151,7 +151,7 @@ class ReferralStatusChangedData(Contract):
     case_id: UUID
     owner_agency: Agency
     status: ReferralStatus
-    reason: str | None
+    # No free-text reason: it could name the child. The reason stays in the referral's own history.
 
 
 class ReferralStatusChanged(CloudEvent):

@@ -13,10 +13,10 @@ from datetime import datetime, timedelta
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin
 
 import yaml
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from contracts.agencies import Agency
 from contracts.envelope import CloudEvent, Contract
@@ -52,10 +52,23 @@ class Condition(Contract):
         if event_class is None:
             raise ValueError(f"unknown event type {self.event!r}")
         data_fields = event_class.model_fields["data"].annotation.model_fields  # type: ignore[union-attr]
-        for name in self.where:
+        for name, values in self.where.items():
             if name not in data_fields:
                 raise ValueError(f"event {self.event!r} has no data field {name!r}")
+            value_type = _element_type(data_fields[name].annotation)
+            for value in values:
+                try:
+                    TypeAdapter(value_type).validate_python(value)
+                except ValidationError:
+                    raise ValueError(f"{value!r} is not a valid value of {self.event!r} field {name!r}") from None
         return self
+
+
+def _element_type(annotation: Any) -> Any:
+    """``tuple[X, ...]`` → ``X``; anything else as it is (a rule lists accepted values of one element)."""
+    if get_origin(annotation) is tuple:
+        return get_args(annotation)[0]
+    return annotation
 
 
 class Rule(Contract):

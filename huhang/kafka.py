@@ -12,6 +12,7 @@ text (either may hold personal data).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -91,8 +92,10 @@ class KafkaPublisher:
             )
             for event in events
         ]
-        # Records fail on their own once the delivery timeout passes, so this returns with every future done.
-        producer.flush(timeout=self.delivery_timeout_s + 10)
+        # Records fail on their own once the delivery timeout passes, so flush normally returns with every
+        # future done; any still pending after the margin count as failed below.
+        with contextlib.suppress(kafka_errors.KafkaTimeoutError):
+            producer.flush(timeout=self.delivery_timeout_s + 10)
         failures: list[Exception] = []
         for future in futures:
             try:
@@ -114,8 +117,19 @@ class KafkaPublisher:
 
     def close(self) -> None:
         producer, self._producer = self._producer, None
-        if producer is not None:
+        if producer is None:
+            return
+        try:
             producer.close(timeout=self.delivery_timeout_s)
+        except kafka_errors.KafkaTimeoutError:
+            # kafka-python 3 flushes in close() and raises, before stopping its network thread, when records
+            # are still pending (the broker is gone). Drop them (their batch was not acknowledged, so it was
+            # not committed) and stop the thread, so it does not outlive the publisher.
+            logger.warning("closing the publisher for %s dropped undelivered events", self.topic)
+            sender = getattr(producer, "_sender", None)
+            if sender is not None:
+                sender.force_close()
+            producer.close(timeout=1)
 
 
 class KafkaSource:
@@ -214,12 +228,18 @@ class KafkaSource:
         consumer = self._consumer
         if consumer is None:
             return
-        for tp in consumer.assignment():
-            committed = consumer.committed(tp)
-            if committed is None:
-                consumer.seek_to_beginning(tp)
-            else:
-                consumer.seek(tp, committed)
+        try:
+            for tp in consumer.assignment():
+                committed = consumer.committed(tp)
+                if committed is None:
+                    consumer.seek_to_beginning(tp)
+                else:
+                    consumer.seek(tp, committed)
+        except kafka_errors.KafkaError as exc:
+            # Without the committed offsets, leave the group instead: the next poll joins afresh and the
+            # group resumes from its committed offsets, which redelivers the same records.
+            logger.warning("rewinding %s failed (%s); rejoining the group", self.group_id, type(exc).__name__)
+            self.close()
 
     def close(self) -> None:
         consumer, self._consumer = self._consumer, None

@@ -38,8 +38,8 @@ def eventsourcing_env(settings: Settings, service: str) -> dict[str, str]:
         "POSTGRES_USER": url.username or "postgres",
         "POSTGRES_PASSWORD": url.password or "",
         "POSTGRES_SCHEMA": schema_name(settings, service),
-        "POSTGRES_POOL_SIZE": "10",
-        "POSTGRES_MAX_OVERFLOW": "20",
+        "POSTGRES_POOL_SIZE": "2",  # group commit keeps writers few; processes x pools must fit max_connections
+        "POSTGRES_MAX_OVERFLOW": "10",
         "POSTGRES_CONNECT_TIMEOUT": "5",
         "POSTGRES_PRE_PING": "y",
     }
@@ -78,8 +78,8 @@ def read_model_engine(settings: Settings, service: str) -> Engine:
     return create_engine(
         _sqlalchemy_postgres_url(settings),
         pool_pre_ping=True,
-        pool_size=10,
-        max_overflow=20,
+        pool_size=2,
+        max_overflow=10,
         connect_args={"options": f"-c search_path={schema_name(settings, service)}"},
     )
 

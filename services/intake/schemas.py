@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
 
 from contracts.agencies import Agency
 from contracts.vocabulary import ChildCategory, ConcernCategory, ReporterRole, Sex, Urgency
@@ -17,6 +17,13 @@ ID_CARD_PATTERN = r"^\d{17}[\dXx]$"
 
 def _today() -> date:
     return datetime.now(UTC).date()
+
+
+def eighteenth_birthday(birth_date: date) -> date:
+    try:
+        return birth_date.replace(year=birth_date.year + 18)
+    except ValueError:  # born on 29 February: of age on 1 March
+        return date(birth_date.year + 18, 3, 1)
 
 
 class ReporterIn(BaseModel):
@@ -47,7 +54,7 @@ class ChildIn(BaseModel):
     def _not_in_future(cls, value: date) -> date:
         if value > _today():
             raise ValueError("must not be in the future")
-        if (_today() - value).days > 18 * 366:
+        if eighteenth_birthday(value) <= _today():
             raise ValueError("the child must be under 18")
         return value
 
@@ -90,16 +97,13 @@ class ReportCreate(BaseModel):
 
     @field_validator("observed_on")
     @classmethod
-    def _observed_not_in_future(cls, value: date) -> date:
+    def _observed_not_in_future_nor_before_birth(cls, value: date, info: ValidationInfo) -> date:
         if value > _today():
             raise ValueError("must not be in the future")
+        child = info.data.get("child")
+        if child is not None and value < child.birth_date:
+            raise ValueError("must not be before the child's birth date")
         return value
-
-    @model_validator(mode="after")
-    def _observed_after_birth(self) -> ReportCreate:
-        if self.observed_on < self.child.birth_date:
-            raise ValueError("observed_on must not be before the child's birth date")
-        return self
 
 
 class ReportLinks(BaseModel):

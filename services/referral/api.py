@@ -119,7 +119,7 @@ def change_status(
 ) -> ReferralPublic:
     """`requested` → `received` → `accepted`/`rejected` → `in-progress` ⇄ `on-hold` → `completed`/`failed`;
     `cancelled` by the requester. Only the owner agency acts, except cancelling."""
-    expected = _parse_etag(if_match) if if_match else None
+    expected = _parse_etag(if_match) if if_match and if_match.strip() != "*" else None
     referral = app.change_status(referral_id, body.status, body.agency.value, body.reason, expected)
     response.headers["ETag"] = f'"{referral.version}"'
     return _public(app, referral)

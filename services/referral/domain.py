@@ -63,14 +63,6 @@ class Referral(Aggregate):
         self.status = ReferralStatus.requested.value
 
     def change_status(self, to: ReferralStatus, actor_agency: str, reason: str | None) -> None:
-        current = ReferralStatus(self.status)
-        allowed = TRANSITIONS[current]
-        if to not in allowed:
-            raise IllegalTransition(
-                f"A referral in status '{current.value}' cannot become '{to.value}'. "
-                f"Allowed: {sorted(s.value for s in allowed) or 'none (final status)'}.",
-                errors=[FieldError(field="status", reason=f"current status is '{current.value}'")],
-            )
         may = (actor_agency == self.owner_agency and to in OWNER_ACTIONS) or (
             actor_agency == self.requester_agency and to in REQUESTER_ACTIONS
         )
@@ -78,6 +70,14 @@ class Referral(Aggregate):
             raise NotPermitted(
                 f"Agency '{actor_agency}' may not move this referral to '{to.value}'.",
                 errors=[FieldError(field="agency", reason="neither the owner nor, for cancelling, the requester")],
+            )
+        current = ReferralStatus(self.status)
+        allowed = TRANSITIONS[current]
+        if to not in allowed:
+            raise IllegalTransition(
+                f"A referral in status '{current.value}' cannot become '{to.value}'. "
+                f"Allowed: {sorted(s.value for s in allowed) or 'none (final status)'}.",
+                errors=[FieldError(field="status", reason=f"current status is '{current.value}'")],
             )
         self._status_changed(
             status=to.value, actor_agency=actor_agency, reason=reason,

@@ -42,7 +42,7 @@ def to_integration_events(e: Any) -> Sequence[CloudEvent]:
                 actoragency=e.actor_agency,
                 data=ReferralStatusChangedData(
                     referral_id=e.originator_id, case_id=e.case_id, owner_agency=e.owner_agency,
-                    status=e.status, reason=e.reason,
+                    status=e.status,
                 ),
             )
         ]

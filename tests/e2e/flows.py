@@ -68,6 +68,9 @@ def check_idempotent_retry(intake_url: str, referral_url: str) -> None:
     assert first.status_code == again.status_code == 201
     assert first.json() == again.json()
     case_id = first.json()["case_id"]
-    eventually(lambda: owners_of_case(referral_url, case_id) == {"cac", "police"})
+    # online harm: cac and police; a left-behind child: civil affairs for the file and director visits
+    eventually(lambda: owners_of_case(referral_url, case_id) == {"cac", "police", "civil_affairs"})
+    items = httpx.get(f"{referral_url}/v1/cases/{case_id}/referrals", timeout=5).json()["items"]
+    assert len(items) == 3
     case = httpx.get(f"{intake_url}/v1/cases/{case_id}", timeout=5).json()
     assert len(case["reports"]) == 1

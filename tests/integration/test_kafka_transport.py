@@ -305,6 +305,6 @@ def test_publishing_raises_when_the_broker_does_not_acknowledge() -> None:
             with pytest.raises(PublishError) as failure:
                 publisher.handle([report_filed(uuid.uuid4()), report_filed(uuid.uuid4())])
             assert failure.value.failed == 2
-            assert time.monotonic() - started < 10
+            assert time.monotonic() - started < 15  # the delivery timeout, plus kafka-python's margin at worst
         finally:
             publisher.close()

@@ -61,7 +61,6 @@ SAMPLE_DATA: dict[type[CloudEvent], dict[str, Any]] = {
     },
     ReferralStatusChanged: {
         "referral_id": uuid.uuid4(), "case_id": CASE_ID, "owner_agency": "police", "status": "in-progress",
-        "reason": "派出所已上门核实",
     },
 }
 

@@ -54,7 +54,7 @@ def status_changed(status: ReferralStatus, owner: Agency = Agency.police) -> Ref
     return ReferralStatusChanged(
         **envelope(CASE, owner), dataschema=ReferralStatusChanged.schema_uri(),
         data=ReferralStatusChangedData(
-            referral_id=REFERRAL, case_id=CASE, owner_agency=owner, status=status, reason=None
+            referral_id=REFERRAL, case_id=CASE, owner_agency=owner, status=status
         ),
     )
 

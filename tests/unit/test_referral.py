@@ -317,7 +317,7 @@ def test_http_opening_referrals_twice_reports_created_then_not_created(client):
 def inbox(client: TestClient, agency: Agency, **params: Any) -> dict[str, Any]:
     answer = client.get(f"/v1/agencies/{agency.value}/referrals", params=params)
     assert answer.status_code == 200, answer.text
-    return answer.json()  # type: ignore[no-any-return]
+    return answer.json()
 
 
 def test_an_opened_referral_is_listed_in_its_owners_inbox(client, referrals, refresh_inbox):

@@ -17,11 +17,11 @@ from huhang.bootstrap import service_api
 from huhang.settings import Settings
 from services.intake.main import IntakeService
 from services.intake.main import build as build_intake
-from services.referral.main import build as build_referral
 from services.intake.schemas import REPORT_EXAMPLE
+from services.referral.main import build as build_referral
 
 PROBLEM_JSON = "application/problem+json"
-BODY_LIMIT = 2000
+BODY_LIMIT = 8 * 1024
 Body = dict[str, Any]
 
 
@@ -38,6 +38,7 @@ def years_before(day: date, years: int) -> date:
 
 @pytest.fixture
 def settings() -> Settings:
+    """Memory storage with an 8 KiB body limit: above every report here but the deliberately oversized ones."""
     return Settings(storage="memory", max_body_bytes=BODY_LIMIT)
 
 
@@ -96,7 +97,8 @@ def assert_refused(answer: Any, status: int, field: str) -> None:
     assert answer.status_code == status, answer.text
     assert answer.headers["content-type"] == PROBLEM_JSON
     assert answer.json()["status"] == status
-    assert field in field_names(answer), f"{field} not named in {field_names(answer)}"
+    named = field_names(answer)
+    assert any(f == field or f.startswith(f"{field}.") for f in named), f"{field} not named in {named}"
 
 
 REQUIRED_FIELDS = [
@@ -122,7 +124,7 @@ BAD_VALUES: list[tuple[str, str, Any]] = [
     ("blank child name", "child.name", "   "),
     ("child name too long", "child.name", "李" * 51),
     ("blank observations", "observations", "  "),
-    ("observations too long", "observations", "无" * 4001),
+    ("observations too long", "observations", "x" * 4001),
     ("blank village", "child.village", ""),
 ]
 
@@ -152,7 +154,6 @@ def test_a_report_with_a_bad_value_is_refused_naming_the_field(client, intake, c
     assert stored(intake) == 0
 
 
-@pytest.mark.xfail(strict=True, reason="the age check allows 18*366 days: a child who turned 18 days ago passes")
 def test_a_report_about_someone_who_turned_18_yesterday_is_refused(client, intake):
     body = example()
     setting("child.birth_date", (years_before(today(), 18) - timedelta(days=1)).isoformat())(body)
@@ -170,7 +171,6 @@ def test_a_report_about_a_child_turning_18_tomorrow_is_accepted(client):
     assert client.post("/v1/reports", json=body).status_code == 201
 
 
-@pytest.mark.xfail(strict=True, reason="the model validator's error is reported on 'body', not on 'observed_on'")
 def test_a_report_observed_before_the_child_was_born_is_refused_naming_observed_on(client, intake):
     body = example()
     setting("observed_on", "2010-01-01")(body)
@@ -226,7 +226,7 @@ def test_malformed_json_answers_400_naming_the_body(client, intake):
 def oversized() -> bytes:
     """A report valid in every field but larger than the body limit."""
     body = example()
-    body["observations"] = "孩子独自在家，无人照看。" * 100
+    body["observations"] = "孩子独自在家，无人照看。" * 300  # 3600 characters: within max_length, over the limit
     raw = json.dumps(body, ensure_ascii=False).encode()
     assert len(raw) > BODY_LIMIT
     return raw
@@ -252,7 +252,7 @@ def test_a_streamed_body_over_the_limit_without_content_length_answers_413(clien
     assert stored(intake) == 0
 
 
-def send_in_chunks(api: FastAPI, raw: bytes, chunk_size: int) -> tuple[int, bytes]:
+def send_in_chunks(api: FastAPI, raw: bytes, chunk_size: int = 1024) -> tuple[int, bytes]:
     """Drive the ASGI application directly, the body arriving in many messages and no content-length."""
     chunks = [raw[i : i + chunk_size] for i in range(0, len(raw), chunk_size)]
     messages = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)]
@@ -277,7 +277,7 @@ def send_in_chunks(api: FastAPI, raw: bytes, chunk_size: int) -> tuple[int, byte
 
 
 def test_a_body_streamed_in_many_chunks_over_the_limit_answers_one_413(api, intake):
-    status, body = send_in_chunks(api, oversized(), chunk_size=100)
+    status, body = send_in_chunks(api, oversized())
 
     assert status == 413
     assert [e["field"] for e in json.loads(body)["errors"]] == ["body"]
@@ -300,8 +300,9 @@ def documented_example(client: TestClient) -> Body:
     if "$ref" in schema:
         schema = document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
     examples = schema.get("examples") or [schema.get("example")]
-    assert examples and examples[0], "the OpenAPI document has no example for POST /v1/reports"
-    return examples[0]  # type: ignore[no-any-return]
+    assert examples, "the OpenAPI document has no example for POST /v1/reports"
+    assert examples[0], "the OpenAPI document has no example for POST /v1/reports"
+    return examples[0]
 
 
 def test_the_openapi_document_carries_an_example_report(client):

@@ -164,7 +164,7 @@ def test_an_event_type_without_rules_opens_no_referral():
         id=uuid.uuid4(), source="/huhang/referral", subject=str(uuid.uuid4()), time=EVENT_TIME,
         dataschema=ReferralStatusChanged.schema_uri(), correlationid=uuid.uuid4(), actoragency=Agency.police,
         data=ReferralStatusChangedData(referral_id=uuid.uuid4(), case_id=uuid.uuid4(), owner_agency=Agency.police,
-                                       status="accepted", reason=None),
+                                       status="accepted"),
     )
 
     assert RULES.route(event) == []
@@ -358,4 +358,12 @@ def test_a_rules_file_with_a_non_positive_due_is_refused(tmp_path):
     )
 
     with pytest.raises(ValidationError, match="positive duration"):
+        load_rules(write_rules(tmp_path, document))
+
+
+def test_a_rules_file_naming_an_unknown_value_of_a_coded_field_is_refused(tmp_path):
+    misspelled = {"concern_category": ["gaurdian_neglect"]}
+    document = rules_document(when={"event": ReportFiled.event_type, "where": misspelled})
+
+    with pytest.raises(ValidationError, match="gaurdian_neglect"):
         load_rules(write_rules(tmp_path, document))
