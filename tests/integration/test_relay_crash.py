@@ -134,6 +134,7 @@ def test_relay_killed_before_commit_repeats_events_but_each_referral_exists_once
     finally:
         stop.set()
         flow.join(30)
+        source.close()
     assert referral_count() == REPORTS * per_report
     assert referral.application.recorder.max_notification_id() == REPORTS * per_report
 
