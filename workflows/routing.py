@@ -98,7 +98,9 @@ def run_router(router: Router, stop: threading.Event) -> None:
             route_case_events(router, stop)
         except Exception as exc:
             # Case events carry codes and ids only, so the reason is safe to log.
-            logger.warning("routing flow run failed (%s: %.200s); restarting in %.0fs", type(exc).__name__, exc, backoff)
+            logger.warning(
+                "routing flow run failed (%s: %.200s); restarting in %.0fs", type(exc).__name__, exc, backoff
+            )
             rewind_source(router.source)
             stop.wait(backoff)
             backoff = min(backoff * 2, 30.0)
