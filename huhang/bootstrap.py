@@ -59,6 +59,7 @@ def _log_source(follower: str, source_service: Service, positions: Positions, se
     return NotificationLogSource(
         f"{follower}<-{source_service.name}", source_service.application,
         source_service.to_integration_events(), positions, batch_size=settings.batch_size,
+        interval_s=settings.follow_interval_s,
     )
 
 

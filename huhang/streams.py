@@ -103,8 +103,10 @@ class NotificationLogSource:
         to_contract: DomainToContract,
         positions: Positions,
         batch_size: int = 500,
+        interval_s: float = 0.05,
     ) -> None:
         self.name = name
+        self.interval_s = interval_s
         self.app = app
         self.to_contract = to_contract
         self.positions = positions
@@ -114,12 +116,15 @@ class NotificationLogSource:
     def poll(self, timeout_s: float) -> Batch | None:
         if self._position is None:
             self._position = self.positions.get(self.name)
+        deadline = time.monotonic() + timeout_s
         notifications = self._select()
-        if not notifications:
-            self.app.wait_for_save(timeout_s)
-            notifications = self._select()
-            if not notifications:
+        while not notifications:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 return None
+            # Woken at once by a save in this process; another process's saves are seen at the next look.
+            self.app.wait_for_save(min(self.interval_s, remaining))
+            notifications = self._select()
         events: list[CloudEvent] = []
         for notification in notifications:
             events.extend(self.to_contract(self.app.mapper.to_domain_event(notification)))
