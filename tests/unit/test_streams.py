@@ -121,7 +121,10 @@ def test_a_merged_source_reads_every_log(positions: Positions) -> None:
     one.save(Note("a"))
     two.save(Note("b"), Note("c"))
     merged = MergedSource(
-        [NotificationLogSource("m<-1", one, as_items, positions), NotificationLogSource("m<-2", two, as_items, positions)]
+        [
+            NotificationLogSource("m<-1", one, as_items, positions),
+            NotificationLogSource("m<-2", two, as_items, positions),
+        ]
     )
     recorder = Recorder()
     assert drain(Consumer("m", merged, recorder)) == 3
