@@ -6,7 +6,8 @@
    temporary data folder) and on PostgreSQL (a unique schema prefix, dropped at the end): reports/s.
 2. http: ``huhang api intake`` as its own process, ``POST /v1/reports`` from 1, 8 and 32 keep-alive clients
    (one thread and one ``httpx.Client`` each): reports/s, p50/p99 latency, ratio to the baseline at the same
-   concurrency. Target: PostgreSQL at 32 clients >= 50% of the raw baseline.
+   concurrency. Target: PostgreSQL at 32 clients >= 50% of the raw baseline. For calibration, the same load on
+   intake's HTTP shell without storage (``bench/_http_shell.py``) shows what HTTP alone costs on this machine.
 3. embedded / distributed: guardian-neglect reports (routed to police) filed open-loop at a fixed rate while a
    separate thread polls the police inbox; latency from the scheduled send of the POST to the referral being
    visible in the inbox. Target: p95 < 2 s in both modes.
@@ -20,7 +21,6 @@ progress to stderr, and writes ``bench/results/intake_and_routing.json``; proces
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import hashlib
 import itertools
@@ -38,6 +38,7 @@ import traceback
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -508,36 +509,57 @@ class Filed:
     answered: float
     status: int
     case_id: str | None
+    error: str | None = None
 
 
-async def _open_loop(intake_url: str, bodies: list[dict[str, Any]], rate: float) -> list[Filed]:
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
-    async with httpx.AsyncClient(base_url=intake_url, timeout=60, limits=limits) as client:
-
-        async def one(body: dict[str, Any], scheduled: float) -> Filed:
-            sent = time.perf_counter()
-            try:
-                response = await client.post("/v1/reports", json=body)
-            except httpx.HTTPError:
-                return Filed(scheduled, sent, time.perf_counter(), 0, None)
-            answered = time.perf_counter()
-            case_id = response.json()["case_id"] if response.status_code == 201 else None
-            return Filed(scheduled, sent, answered, response.status_code, case_id)
-
-        start = time.perf_counter() + 0.1
-        tasks = []
-        for i, body in enumerate(bodies):
-            scheduled = start + i / rate
-            delay = scheduled - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(body, scheduled)))
-        return list(await asyncio.gather(*tasks))
+OPEN_LOOP_THREADS = 200
 
 
 def file_open_loop(intake_url: str, reports: SyntheticReports, rate: float, seconds: float) -> list[Filed]:
+    """POST ``rate`` reports a second for ``seconds``, each at its scheduled time whatever the earlier answers
+    (open loop), from a pool of threads with one keep-alive ``httpx.Client`` each.
+
+    Threads rather than asyncio: with hundreds of requests in flight, httpx's async pool cost the benchmark
+    process most of a core here and delayed sends by seconds. A send still late (all threads busy) shows in
+    ``send_lag_ms``; latencies count from the scheduled time, so a late send is never hidden.
+    """
     bodies = [reports.next_body() for _ in range(max(1, round(rate * seconds)))]
-    return asyncio.run(_open_loop(intake_url, bodies, rate))
+    local = threading.local()
+    clients: list[httpx.Client] = []
+    lock = threading.Lock()
+
+    def client() -> httpx.Client:
+        mine: httpx.Client | None = getattr(local, "client", None)
+        if mine is None:
+            mine = local.client = httpx.Client(base_url=intake_url, timeout=60)
+            with lock:
+                clients.append(mine)
+        return mine
+
+    def one(body: dict[str, Any], scheduled: float) -> Filed:
+        sent = time.perf_counter()
+        try:
+            response = client().post("/v1/reports", json=body)
+        except httpx.HTTPError as exc:
+            return Filed(scheduled, sent, time.perf_counter(), 0, None, type(exc).__name__)
+        answered = time.perf_counter()
+        case_id = response.json()["case_id"] if response.status_code == 201 else None
+        return Filed(scheduled, sent, answered, response.status_code, case_id)
+
+    try:
+        with ThreadPoolExecutor(max_workers=OPEN_LOOP_THREADS, thread_name_prefix="filer") as pool:
+            start = time.perf_counter() + 0.1
+            futures = []
+            for i, body in enumerate(bodies):
+                scheduled = start + i / rate
+                delay = scheduled - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                futures.append(pool.submit(one, body, scheduled))
+            return [f.result() for f in futures]
+    finally:
+        for c in clients:
+            c.close()
 
 
 def wait_routed(watcher: InboxWatcher, case_ids: Iterable[str], timeout_s: float) -> bool:
@@ -578,7 +600,8 @@ def bench_e2e(
         wait_routed(watcher, [f.case_id for f in warm if f.case_id], plan.e2e_tail_s)
 
         progress(f"{mode}: filing {plan.e2e_rate:g} reports/s for {plan.e2e_s:g}s (open loop)")
-        with CpuMeter(cpu_groups(processes)) as meter:
+        per_process = {name: (lambda p=p: [p.pid]) for name, p in processes.items()}
+        with CpuMeter(cpu_groups(processes)) as meter, CpuMeter(per_process) as detail:
             filed = file_open_loop(intake_url, reports, plan.e2e_rate, plan.e2e_s)
             filing_done = time.perf_counter()
         ok = [f for f in filed if f.case_id is not None]
@@ -593,7 +616,7 @@ def bench_e2e(
     dead = {name: p.returncode for name, p in processes.items() if p.poll() is not None}
     lat = latency_ms(e2e)
     post_lat = latency_ms([f.answered - f.scheduled for f in filed if f.status], (50, 99))
-    statuses = Counter(str(f.status or "connection error") for f in filed if f.status != 201)
+    statuses = Counter(f.error or f"HTTP {f.status}" for f in filed if f.status != 201)
     first_send = min(f.scheduled for f in filed)
     return {
         "mode": mode,
@@ -615,6 +638,7 @@ def bench_e2e(
             "page_limit": plan.inbox_page_limit,
         },
         "cpu_cores": meter.result,
+        "cpu_cores_by_process": {k: v for k, v in detail.result.items() if k in processes},
         "processes_exited": dead,
         "routing_flow_failures": routing_failures(router_log),
         "batch_size": plan.batch_size,
@@ -825,6 +849,18 @@ def table(results: Results) -> str:
     return "\n".join(lines)
 
 
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("eventsourcing", "fastapi", "uvicorn", "pydantic", "sqlalchemy", "psycopg", "kafka-python", "prefect"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "?"
+    return out
+
+
 def plan_tail(results: Results) -> float:
     return float(results.meta["plan"]["e2e_tail_s"])
 
@@ -856,7 +892,8 @@ def main(argv: list[str] | None = None) -> int:
             "benchmark": "intake_and_routing", "run_id": run_id, "quick": plan.quick, "parts": parts,
             "started_at": datetime.now(UTC).isoformat(timespec="seconds"), "plan": asdict(plan),
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-            "postgres_schema_prefix": prefix, "load_generator": "threads + httpx.Client (2); asyncio + httpx (3)",
+            "versions": _versions(), "postgres_schema_prefix": prefix,
+            "load_generator": "threads, one keep-alive httpx.Client each (closed loop in 2, open loop in 3)",
         }
     )
     progress(f"run {run_id} ({'quick' if plan.quick else 'full'}): {', '.join(parts)}; logs in {logs}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from pydantic import ConfigDict, Field
@@ -32,7 +33,7 @@ class OpenReferral(Contract):
     village: str
 
 
-OPEN_REFERRALS_EXAMPLE = {
+OPEN_REFERRALS_EXAMPLE: dict[str, Any] = {
     "referrals": [
         {
             "referral_id": "3f0c2a4e-9b1d-5e7f-8a6b-2c4d6e8f0a1b",

@@ -145,8 +145,8 @@ def test_group_commit_saves_concurrent_requests(app: NotesApplication) -> None:
 def test_a_conflict_in_a_group_fails_only_the_request_that_conflicts(app: NotesApplication) -> None:
     note = Note("a")
     app.save(note)
-    stale = app.repository.get(note.id)
-    fresh = app.repository.get(note.id)
+    stale: Note = app.repository.get(note.id)
+    fresh: Note = app.repository.get(note.id)
     fresh.amend("b")
     app.save(fresh)
     stale.amend("c")  # written against version 1: conflicts
@@ -154,7 +154,7 @@ def test_a_conflict_in_a_group_fails_only_the_request_that_conflicts(app: NotesA
     conflicting: Future[None] = Future()
     innocent: Future[None] = Future()
 
-    GroupCommitter(app)._commit([(stale.collect_events(), conflicting), (other.collect_events(), innocent)])
+    GroupCommitter(app)._commit([(list(stale.collect_events()), conflicting), (list(other.collect_events()), innocent)])
 
     assert isinstance(conflicting.exception(), IntegrityError)
     assert innocent.exception() is None
