@@ -28,6 +28,14 @@ logger = logging.getLogger(__name__)
 
 SERVICE_NAMES = ("intake", "referral", "guardianship", "notifications")
 TOPIC_OF: Mapping[str, str] = {"intake": INTAKE_TOPIC, "referral": REFERRAL_TOPIC, "guardianship": GUARDIANSHIP_TOPIC}
+
+
+def topic_of(settings: Settings, service: str) -> str:
+    return f"{settings.kafka_namespace}{TOPIC_OF[service]}"
+
+
+def all_topics(settings: Settings) -> list[str]:
+    return [topic_of(settings, s) for s in TOPIC_OF]
 ROUTED_SOURCES = ("intake", "guardianship")
 
 
@@ -67,7 +75,8 @@ def _kafka_source(settings: Settings, group: str, sources: Iterable[str]) -> Eve
     from huhang.kafka import KafkaSource
 
     return KafkaSource(
-        settings.kafka_bootstrap_servers, [TOPIC_OF[s] for s in sources], group_id=f"huhang.{group}",
+        settings.kafka_bootstrap_servers, [topic_of(settings, s) for s in sources],
+        group_id=f"{settings.kafka_namespace}huhang.{group}",
         max_poll_interval_ms=settings.kafka_max_poll_interval_ms,
         session_timeout_ms=settings.kafka_session_timeout_ms, max_records=settings.batch_size,
     )
@@ -106,7 +115,7 @@ def relay(settings: Settings, service: Service) -> Consumer:
     return Consumer(
         name,
         _log_source(name, service, service.positions, settings),
-        KafkaPublisher(settings.kafka_bootstrap_servers, TOPIC_OF[service.name], client_id=f"huhang-{name}"),
+        KafkaPublisher(settings.kafka_bootstrap_servers, topic_of(settings, service.name), client_id=f"huhang-{name}"),
         kill_before_commit=settings.failpoint == f"{name}:before-commit",
     )
 

@@ -85,9 +85,9 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     runtime = Runtime()
     consumers = subscription_consumers(settings, service)
     if not args.no_relay and service.name in ("intake", "referral", "guardianship"):
-        from huhang.bootstrap import TOPIC_OF
+        from huhang.bootstrap import all_topics
 
-        ensure_topics(settings.kafka_bootstrap_servers, list(TOPIC_OF.values()))
+        ensure_topics(settings.kafka_bootstrap_servers, all_topics(settings))
         consumers.append(relay(settings, service))
     runtime.start_consumers(consumers)
     print(f"worker {service.name}: {', '.join(c.name for c in consumers)}", flush=True)
@@ -98,10 +98,10 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_router(args: argparse.Namespace, settings: Settings) -> int:
     """Distributed: the Prefect routing workflow consuming case events from Kafka."""
-    from huhang.bootstrap import TOPIC_OF, Runtime, build_router
+    from huhang.bootstrap import Runtime, all_topics, build_router
     from huhang.kafka import ensure_topics
 
-    ensure_topics(settings.kafka_bootstrap_servers, list(TOPIC_OF.values()))
+    ensure_topics(settings.kafka_bootstrap_servers, all_topics(settings))
     runtime = Runtime()
     runtime.start_router(build_router(settings))
     print("router: route-case-events flow running", flush=True)

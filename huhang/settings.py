@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     # "kafka" publishes through the outbox relays and consumes with consumer groups (distributed).
     transport: Literal["inprocess", "kafka"] = "inprocess"
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    # Prepended to every topic and consumer group name: several platforms (or test runs) on one cluster.
+    kafka_namespace: str = ""
     kafka_max_poll_interval_ms: int = 300_000
     kafka_session_timeout_ms: int = 10_000
 

@@ -29,7 +29,7 @@ def distributed(
     env = huhang_env(
         storage="postgres", database_url=postgres_url, schema_prefix=f"{RUN_PREFIX}{uuid.uuid4().hex[:6]}_",
         transport="kafka", kafka_bootstrap_servers=kafka_bootstrap, kafka_max_poll_interval_ms="5000",
-        kafka_session_timeout_ms="5000", referral_url=urls["referral"],
+        kafka_session_timeout_ms="5000", referral_url=urls["referral"], kafka_namespace=f"{uuid.uuid4().hex[:8]}.",
     )
     with ExitStack() as stack:
         for name in API_SERVICES:

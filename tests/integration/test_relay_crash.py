@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer
 
+from contracts.events import parse_event
 from contracts.routing import load_rules
-from contracts.topics import INTAKE_TOPIC
-from huhang.bootstrap import subscription_consumers
+from huhang.bootstrap import subscription_consumers, topic_of
 from huhang.kafka import KafkaSource
 from huhang.settings import Settings
 from huhang.streams import drain
@@ -57,9 +57,9 @@ def _file_reports(settings: Settings) -> None:
         )
 
 
-def _records(bootstrap: str) -> list[bytes]:
+def _records(bootstrap: str, topic: str) -> list[bytes]:
     consumer = KafkaConsumer(
-        INTAKE_TOPIC,
+        topic,
         bootstrap_servers=bootstrap,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -83,7 +83,9 @@ def test_relay_killed_before_commit_repeats_events_but_each_referral_exists_once
         kafka_bootstrap_servers=kafka_bootstrap,
         kafka_max_poll_interval_ms=5000,
         kafka_session_timeout_ms=5000,
+        kafka_namespace=prefix,
     )
+    topic = topic_of(settings, "intake")
     _file_reports(settings)
     env = huhang_env(
         storage="postgres",
@@ -91,26 +93,27 @@ def test_relay_killed_before_commit_repeats_events_but_each_referral_exists_once
         schema_prefix=prefix,
         transport="kafka",
         kafka_bootstrap_servers=kafka_bootstrap,
+        kafka_namespace=prefix,
     )
 
     with huhang_process(
         ["worker", "intake"], {**env, "HUHANG_FAILPOINT": "intake.relay:before-commit"}, tmp_path / "crashing.log"
     ) as crashing:
         assert crashing.wait(60) == -9  # SIGKILL, after publishing, before recording the position
-    published_once = len(_records(kafka_bootstrap))
+    published_once = len(_records(kafka_bootstrap, topic))
     assert published_once >= 1
 
     with huhang_process(["worker", "intake"], env, tmp_path / "restarted.log"):
-        eventually(lambda: len(_records(kafka_bootstrap)) >= published_once + REPORTS, timeout_s=60)
+        eventually(lambda: len(_records(kafka_bootstrap, topic)) >= published_once + REPORTS, timeout_s=60)
 
-    ids = Counter(json.loads(v)["id"] for v in _records(kafka_bootstrap))
+    ids = Counter(json.loads(v)["id"] for v in _records(kafka_bootstrap, topic))
     assert len(ids) == REPORTS  # nothing lost
     assert max(ids.values()) == 2  # the batch in flight at the crash was published twice
 
     referral = referral_main.build(settings)
     source = KafkaSource(
         kafka_bootstrap,
-        [INTAKE_TOPIC],
+        [topic],
         group_id=f"router-{prefix}",
         max_poll_interval_ms=5000,
         session_timeout_ms=5000,
@@ -120,7 +123,7 @@ def test_relay_killed_before_commit_repeats_events_but_each_referral_exists_once
     flow = threading.Thread(target=route_case_events, args=(router, stop), kwargs={"poll_timeout_s": 0.5})
     flow.start()
     try:
-        per_report = len(load_rules().route(_any_report_event(kafka_bootstrap)))
+        per_report = len(load_rules().route(parse_event(_records(kafka_bootstrap, topic)[0])))
         inbox_consumer = subscription_consumers(settings, referral)[0]
 
         def referral_count() -> int:
@@ -137,9 +140,3 @@ def test_relay_killed_before_commit_repeats_events_but_each_referral_exists_once
         source.close()
     assert referral_count() == REPORTS * per_report
     assert referral.application.recorder.max_notification_id() == REPORTS * per_report
-
-
-def _any_report_event(bootstrap: str):
-    from contracts.events import parse_event
-
-    return parse_event(_records(bootstrap)[0])
