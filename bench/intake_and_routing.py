@@ -1,21 +1,28 @@
 """Intake and routing benchmark: raw eventsourcing saves, intake over HTTP, and report-to-inbox latency.
 
     .venv/bin/python -m bench.intake_and_routing [--quick] [--parts baseline,http,embedded,distributed]
+                                                 [--batch-size N] [--json PATH]
 
 1. baseline: ``IntakeApplication.file_report`` called directly (no HTTP) from 1, 8 and 32 threads, on SQLite (a
-   temporary data folder) and on PostgreSQL (a unique schema prefix, dropped at the end): reports/s.
+   temporary data folder) and on PostgreSQL (a unique schema prefix, dropped at the end): reports/s. In memory
+   too, for the pure CPU cost of the domain code.
 2. http: ``huhang api intake`` as its own process, ``POST /v1/reports`` from 1, 8 and 32 keep-alive clients
    (one thread and one ``httpx.Client`` each): reports/s, p50/p99 latency, ratio to the baseline at the same
    concurrency. Target: PostgreSQL at 32 clients >= 50% of the raw baseline. For calibration, the same load on
    intake's HTTP shell without storage (``bench/_http_shell.py``) shows what HTTP alone costs on this machine.
-3. embedded / distributed: guardian-neglect reports (routed to police) filed open-loop at a fixed rate while a
+3. embedded (``huhang run --no-demo``) / distributed (4 APIs, 4 workers, router; PostgreSQL, Tansu, Prefect):
+   guardian-neglect reports (routed to police) filed open-loop at 10/s, then 50/s, for 20 s each, while a
    separate thread polls the police inbox; latency from the scheduled send of the POST to the referral being
-   visible in the inbox. Target: p95 < 2 s in both modes.
+   visible in the inbox. Target: p95 < 2 s at 50/s in both modes. ``--batch-size`` sets ``HUHANG_BATCH_SIZE``
+   for these processes (default: the platform's own).
+
+CPU use of each process group (the API, PostgreSQL, Tansu, this benchmark, everything else) is read from /proc
+for every phase: on a shared 2-core machine the figures mean little without it.
 
 Every child is synthetic: a name made by index from Faker's zh_CN name parts (surname + two given-name
 characters), a generated birth date; nothing personal is printed or logged. Prints the figures table to stdout,
 progress to stderr, and writes ``bench/results/intake_and_routing.json``; process logs go to
-``bench/results/logs/``.
+``bench/results/logs/<results file name>/``.
 """
 
 from __future__ import annotations
@@ -916,7 +923,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = dataclasses.replace(QUICK if args.quick else FULL, batch_size=args.batch_size)
     run_id = uuid.uuid4().hex[:8]
     prefix = f"bench_{run_id}_"
-    logs = RESULTS_DIR / "logs"
+    logs = RESULTS_DIR / "logs" / args.json.stem  # one folder per results file: runs do not clobber each other
     logs.mkdir(parents=True, exist_ok=True)
     reports = SyntheticReports(seed=int(run_id, 16))
     results = Results(

@@ -31,6 +31,10 @@ class OpenReferral(Contract):
     correlation_id: UUID
     township: str
     village: str
+    complete_by: datetime | None = Field(default=None, description="When the work must be completed.")
+    fallback_agencies: tuple[Agency, ...] = Field(
+        default=(), description="Who gets the referral, in turn, if this owner rejects it or fails."
+    )
 
 
 OPEN_REFERRALS_EXAMPLE: dict[str, Any] = {

@@ -18,6 +18,8 @@ from contracts.vocabulary import (
     ChildCategory,
     ConcernCategory,
     CourtOrderKind,
+    EscalationKind,
+    Outcome,
     Priority,
     ReferralStatus,
     ReporterRole,
@@ -137,6 +139,8 @@ class ReferralRequestedData(Contract):
     source_event_id: UUID
     township: str
     village: str
+    complete_by: datetime | None = None
+    fallback_agencies: tuple[Agency, ...] = ()
 
 
 class ReferralRequested(CloudEvent):
@@ -151,7 +155,10 @@ class ReferralStatusChangedData(Contract):
     case_id: UUID
     owner_agency: Agency
     status: ReferralStatus
-    # No free-text reason: it could name the child. The reason stays in the referral's own history.
+    # Codes only; no free-text note: it could name the child. Notes stay in the referral's own history.
+    reason_code: str | None = None
+    outcome: Outcome | None = None
+    requester_agency: Agency | None = None
 
 
 class ReferralStatusChanged(CloudEvent):
@@ -159,6 +166,67 @@ class ReferralStatusChanged(CloudEvent):
     schema_name = "referral-status-changed.v1"
     type: Literal["cn.huhang.referral.status-changed.v1"] = "cn.huhang.referral.status-changed.v1"
     data: ReferralStatusChangedData
+
+
+class ReferralReturnedData(Contract):
+    """A rejected or failed referral goes back to the router for the next responsible agency."""
+
+    referral_id: UUID
+    case_id: UUID
+    child_id: UUID
+    returned_by: Agency
+    status: ReferralStatus
+    reason_code: str
+    referral_type: str
+    priority: Priority
+    due_in_seconds: int
+    complete_within_seconds: int
+    next_agencies: tuple[Agency, ...]
+    plan_tasks: tuple[int, ...]
+    rule_ids: tuple[str, ...]
+    rules_version: str
+    township: str
+    village: str
+
+
+class ReferralReturned(CloudEvent):
+    event_type = "cn.huhang.referral.returned.v1"
+    schema_name = "referral-returned.v1"
+    type: Literal["cn.huhang.referral.returned.v1"] = "cn.huhang.referral.returned.v1"
+    data: ReferralReturnedData
+
+
+class ReferralEscalatedData(Contract):
+    referral_id: UUID
+    case_id: UUID
+    owner_agency: Agency
+    level: int = Field(ge=1, description="1: reminder to the owner; 2: the supervising agency is asked to act.")
+    kind: EscalationKind
+    supervising_agency: Agency
+    overdue_since: datetime
+
+
+class ReferralEscalated(CloudEvent):
+    event_type = "cn.huhang.referral.escalated.v1"
+    schema_name = "referral-escalated.v1"
+    type: Literal["cn.huhang.referral.escalated.v1"] = "cn.huhang.referral.escalated.v1"
+    data: ReferralEscalatedData
+
+
+class ReferralOwnerChangedData(Contract):
+    referral_id: UUID
+    case_id: UUID
+    from_agency: Agency
+    to_agency: Agency
+
+
+class ReferralOwnerChanged(CloudEvent):
+    """A transfer of ownership, accepted by the new owner."""
+
+    event_type = "cn.huhang.referral.owner-changed.v1"
+    schema_name = "referral-owner-changed.v1"
+    type: Literal["cn.huhang.referral.owner-changed.v1"] = "cn.huhang.referral.owner-changed.v1"
+    data: ReferralOwnerChangedData
 
 
 CONTRACT_EVENTS: tuple[type[CloudEvent], ...] = (
@@ -169,6 +237,9 @@ CONTRACT_EVENTS: tuple[type[CloudEvent], ...] = (
     JobAssistanceRequested,
     ReferralRequested,
     ReferralStatusChanged,
+    ReferralReturned,
+    ReferralEscalated,
+    ReferralOwnerChanged,
 )
 
 AnyCaseEvent = Annotated[
@@ -178,7 +249,10 @@ AnyCaseEvent = Annotated[
     | SchoolDropoutReported
     | JobAssistanceRequested
     | ReferralRequested
-    | ReferralStatusChanged,
+    | ReferralStatusChanged
+    | ReferralReturned
+    | ReferralEscalated
+    | ReferralOwnerChanged,
     Field(discriminator="type"),
 ]
 

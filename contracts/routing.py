@@ -18,7 +18,7 @@ from typing import Any, get_args, get_origin
 import yaml
 from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
 
-from contracts.agencies import Agency
+from contracts.agencies import LEAD_AGENCY, Agency
 from contracts.envelope import CloudEvent, Contract
 from contracts.events import CONTRACT_EVENTS
 from contracts.plan import PLAN_TASKS
@@ -28,13 +28,30 @@ REFERRAL_ID_NAMESPACE = uuid.UUID("6f1d3f4e-2b7a-4c1e-9a55-1b0f3c2d9e10")
 _EVENT_CLASSES: dict[str, type[CloudEvent]] = {cls.event_type: cls for cls in CONTRACT_EVENTS}
 
 
+DEFAULT_COMPLETE_WITHIN = timedelta(days=30)
+
+
 class RouteTarget(Contract):
     agency: Agency
     referral_type: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     priority: Priority
-    due: timedelta
+    due: timedelta = Field(description="Acceptance due: the owner must receive and accept within this time.")
+    complete_within: timedelta = Field(
+        default=DEFAULT_COMPLETE_WITHIN, description="Completion due, counted from the acceptance due time."
+    )
+    fallback: tuple[Agency, ...] | None = Field(
+        default=None,
+        description="Who gets the referral, in turn, when it is rejected or fails. Default: the lead agency "
+        "(civil_affairs), or the working committee office (wcwc) when the lead agency itself rejects.",
+    )
 
-    @field_validator("due")
+    @property
+    def fallback_agencies(self) -> tuple[Agency, ...]:
+        if self.fallback is not None:
+            return tuple(a for a in self.fallback if a != self.agency)
+        return (Agency.wcwc,) if self.agency == LEAD_AGENCY else (LEAD_AGENCY,)
+
+    @field_validator("due", "complete_within")
     @classmethod
     def _positive(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):
@@ -106,6 +123,8 @@ class RoutedReferral(Contract):
     referral_type: str
     priority: Priority
     due_at: datetime
+    complete_by: datetime
+    fallback_agencies: tuple[Agency, ...]
     rule_ids: tuple[str, ...]
     plan_tasks: tuple[int, ...]
     rules_version: str
@@ -142,6 +161,8 @@ class RoutingRules(Contract):
                     referral_type=target.referral_type,
                     priority=target.priority,
                     due_at=event.time + target.due,
+                    complete_by=event.time + target.due + target.complete_within,
+                    fallback_agencies=target.fallback_agencies,
                     rule_ids=(rule.id,),
                     plan_tasks=rule.plan_tasks,
                     rules_version=self.version,
@@ -156,6 +177,7 @@ def _merge(a: RoutedReferral, b: RoutedReferral) -> RoutedReferral:
         update={
             "priority": max(a.priority, b.priority, key=lambda p: p.rank),
             "due_at": min(a.due_at, b.due_at),
+            "complete_by": min(a.complete_by, b.complete_by),
             "rule_ids": a.rule_ids + b.rule_ids,
             "plan_tasks": tuple(sorted(set(a.plan_tasks) | set(b.plan_tasks))),
         }

@@ -111,3 +111,33 @@ class ReferralStatus(StrEnum):
     failed = "failed"
     cancelled = "cancelled"
     entered_in_error = "entered-in-error"
+
+
+class RejectionReason(StrEnum):
+    not_responsible = "not_responsible"
+    out_of_area = "out_of_area"
+    insufficient_information = "insufficient_information"
+    duplicate = "duplicate"
+    already_handled = "already_handled"
+    other = "other"
+
+
+class FailureReason(StrEnum):
+    family_unreachable = "family_unreachable"
+    family_refused = "family_refused"
+    child_moved_away = "child_moved_away"
+    lacking_resources = "lacking_resources"
+    other = "other"
+
+
+class Outcome(StrEnum):
+    resolved = "resolved"
+    service_delivered = "service_delivered"
+    referred_onward = "referred_onward"
+    no_action_needed = "no_action_needed"
+
+
+class EscalationKind(StrEnum):
+    overdue_acceptance = "overdue_acceptance"  # not received or accepted by its due time
+    overdue_completion = "overdue_completion"  # accepted but not completed in time
+    supervisor = "supervisor"  # escalated by a supervising agency

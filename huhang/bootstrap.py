@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 
 from fastapi import FastAPI
 
-from contracts.routing import load_rules
 from contracts.topics import GUARDIANSHIP_TOPIC, INTAKE_TOPIC, REFERRAL_TOPIC
 from huhang.service import Service, Subscription
 from huhang.settings import Settings
@@ -23,6 +22,8 @@ from huhang.streams import Consumer, EventSource, MergedSource, NotificationLogS
 from huhang.web import create_api
 from workflows.referral_gateway import HttpReferralGateway, LocalReferralGateway, ReferralGateway
 from workflows.routing import Router, run_router
+from workflows.rules_provider import RulesProvider
+from workflows.sweeps import HttpSweepGateway, LocalSweepGateway, SweepGateway, run_sweeper
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ def topic_of(settings: Settings, service: str) -> str:
 
 def all_topics(settings: Settings) -> list[str]:
     return [topic_of(settings, s) for s in TOPIC_OF]
-ROUTED_SOURCES = ("intake", "guardianship")
+ROUTED_SOURCES = ("intake", "guardianship", "referral")  # referral: returned referrals go to the next agency
 
 
 def build_service(settings: Settings, name: str) -> Service:
@@ -121,7 +122,7 @@ def relay(settings: Settings, service: Service) -> Consumer:
 
 
 def build_router(settings: Settings, services: Mapping[str, Service] | None = None) -> Router:
-    rules = load_rules()
+    rules = RulesProvider(settings.routing_rules_path)
     gateway: ReferralGateway
     if settings.transport == "kafka":
         source = _kafka_source(settings, "router", ROUTED_SOURCES)
@@ -133,6 +134,12 @@ def build_router(settings: Settings, services: Mapping[str, Service] | None = No
         source = MergedSource([_log_source("router", services[s], positions, settings) for s in ROUTED_SOURCES])
         gateway = LocalReferralGateway(services["referral"].application)
     return Router(source, gateway, rules)
+
+
+def build_sweep_gateway(settings: Settings, services: Mapping[str, Service] | None = None) -> SweepGateway:
+    if settings.transport == "kafka" or services is None:
+        return HttpSweepGateway(settings.referral_url)
+    return LocalSweepGateway(services["referral"])  # type: ignore[arg-type]
 
 
 @dataclass
@@ -153,6 +160,9 @@ class Runtime:
 
     def start_router(self, router: Router) -> None:
         self.start("router", lambda stop: run_router(router, stop))
+
+    def start_sweeper(self, gateway: SweepGateway, interval_s: float) -> None:
+        self.start("sweeper", lambda stop: run_sweeper(gateway, stop, interval_s))
 
     def shutdown(self, timeout_s: float = 10.0) -> None:
         self.stop.set()

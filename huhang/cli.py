@@ -34,13 +34,21 @@ def _configure_logging(settings: Settings) -> None:
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     """Embedded: every service, the routing workflow and a demo, in this process."""
-    from huhang.bootstrap import Runtime, build_router, build_services, embedded_api, subscription_consumers
+    from huhang.bootstrap import (
+        Runtime,
+        build_router,
+        build_services,
+        build_sweep_gateway,
+        embedded_api,
+        subscription_consumers,
+    )
 
     services = build_services(settings)
     runtime = Runtime()
     for service in services.values():
         runtime.start_consumers(subscription_consumers(settings, service, services))
     runtime.start_router(build_router(settings, services))
+    runtime.start_sweeper(build_sweep_gateway(settings, services), settings.sweep_interval_s)
     api = embedded_api(settings, services)
     url = f"http://{args.host}:{args.port}"
     if not args.no_demo:
@@ -98,13 +106,15 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_router(args: argparse.Namespace, settings: Settings) -> int:
     """Distributed: the Prefect routing workflow consuming case events from Kafka."""
-    from huhang.bootstrap import Runtime, all_topics, build_router
+    from huhang.bootstrap import Runtime, all_topics, build_router, build_sweep_gateway
     from huhang.kafka import ensure_topics
 
     ensure_topics(settings.kafka_bootstrap_servers, all_topics(settings))
     runtime = Runtime()
     runtime.start_router(build_router(settings))
-    print("router: route-case-events flow running", flush=True)
+    runtime.start_sweeper(build_sweep_gateway(settings), settings.sweep_interval_s)
+    print(f"router: route-case-events running; sweep-overdue-referrals every {settings.sweep_interval_s:.0f}s",
+          flush=True)
     _wait_for_signal(runtime.stop)
     runtime.shutdown()
     return 0
@@ -142,7 +152,7 @@ def parser() -> argparse.ArgumentParser:
     worker.add_argument("--no-relay", action="store_true", help="consumers only")
     worker.set_defaults(func=cmd_worker)
 
-    router = sub.add_parser("router", help="run the Prefect routing workflow (distributed)")
+    router = sub.add_parser("router", help="run the Prefect routing and sweep workflows (distributed)")
     router.set_defaults(func=cmd_router)
     return p
 

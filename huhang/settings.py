@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     identity_key: SecretStr = SecretStr(DEV_IDENTITY_KEY)
     max_body_bytes: int = 64 * 1024
     follow_interval_s: float = 0.05
+    sweep_interval_s: float = 60.0  # how often overdue referrals are escalated
+    # A routing rules file of your own (default: contracts/routing_rules.yaml); changes apply without a restart.
+    routing_rules_path: Path | None = None
     batch_size: int = 500
     log_level: str = "INFO"
     # Fault injection for the crash tests only: "<consumer name>:before-commit" kills the process there.

@@ -10,24 +10,59 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections.abc import Sequence
+from datetime import timedelta
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from contracts.commands import OpenReferral
 from contracts.envelope import CloudEvent
+from contracts.events import ReferralReturned
 from contracts.routing import RoutingRules
 from huhang.streams import EventSource, rewind_source
 from workflows.referral_gateway import ReferralGateway
+from workflows.rules_provider import RulesProvider
 
 logger = logging.getLogger(__name__)
+
+
+REROUTE_NAMESPACE = uuid.UUID("5e7a9c1b-3d5f-4a7c-9e1b-2c4e6a8c0e3f")
+
+
+def routable(rules: RoutingRules, event: CloudEvent) -> bool:
+    return isinstance(event, ReferralReturned) or event.type in rules.event_types  # type: ignore[attr-defined]
+
+
+def reroute(event: ReferralReturned) -> OpenReferral | None:
+    """A rejected or failed referral goes to the next agency of its fallback list (none left: nothing)."""
+    d = event.data
+    if not d.next_agencies:
+        return None
+    owner, rest = d.next_agencies[0], d.next_agencies[1:]
+    due_at = event.time + timedelta(seconds=d.due_in_seconds)
+    return OpenReferral(
+        referral_id=uuid.uuid5(REROUTE_NAMESPACE, f"{event.id}/{owner.value}"), case_id=d.case_id,
+        child_id=d.child_id, owner_agency=owner, requester_agency=event.actoragency, referral_type=d.referral_type,
+        priority=d.priority, due_at=due_at, complete_by=due_at + timedelta(seconds=d.complete_within_seconds),
+        fallback_agencies=rest, plan_tasks=d.plan_tasks, rule_ids=(*d.rule_ids, RETURNED_RULE_ID),
+        rules_version=d.rules_version, source_event_id=event.id, correlation_id=event.correlationid,
+        township=d.township, village=d.village,
+    )
+
+
+RETURNED_RULE_ID = "returned-to-next-agency"
 
 
 def plan_referrals(rules: RoutingRules, events: Sequence[CloudEvent]) -> list[OpenReferral]:
     """Pure: the referrals the rules demand for these events."""
     commands: list[OpenReferral] = []
     for event in events:
+        if isinstance(event, ReferralReturned):
+            rerouted = reroute(event)
+            commands.extend([rerouted] if rerouted else [])
+            continue
         if event.type not in rules.event_types:  # type: ignore[attr-defined]
             continue
         data = event.data  # type: ignore[attr-defined]
@@ -37,6 +72,7 @@ def plan_referrals(rules: RoutingRules, events: Sequence[CloudEvent]) -> list[Op
                     referral_id=routed.referral_id, case_id=data.case_id, child_id=data.child_id,
                     owner_agency=routed.agency, requester_agency=event.actoragency,
                     referral_type=routed.referral_type, priority=routed.priority, due_at=routed.due_at,
+                    complete_by=routed.complete_by, fallback_agencies=routed.fallback_agencies,
                     plan_tasks=routed.plan_tasks, rule_ids=routed.rule_ids, rules_version=routed.rules_version,
                     source_event_id=event.id, correlation_id=event.correlationid,
                     township=data.township, village=data.village,
@@ -56,20 +92,26 @@ def open_referrals_task(gateway: ReferralGateway, commands: list[OpenReferral]) 
 
 
 class Router:
-    def __init__(self, source: EventSource, gateway: ReferralGateway, rules: RoutingRules) -> None:
+    def __init__(self, source: EventSource, gateway: ReferralGateway, rules: RoutingRules | RulesProvider) -> None:
         self.source = source
         self.gateway = gateway
-        self.rules = rules
+        self._rules = rules
+
+    @property
+    def rules(self) -> RoutingRules:
+        """The rules in force now (a provider reloads a changed rules file)."""
+        return self._rules.current() if isinstance(self._rules, RulesProvider) else self._rules
 
     def route_batch(self, poll_timeout_s: float) -> int | None:
         """Route one batch inside the running flow; None when there was nothing to route."""
         batch = self.source.poll(poll_timeout_s)
         if batch is None:
             return None
-        routable = [e for e in batch.events if e.type in self.rules.event_types]  # type: ignore[attr-defined]
+        rules = self.rules
+        events = [e for e in batch.events if routable(rules, e)]
         opened = 0
-        if routable:
-            commands = plan_referrals_task(self.rules, routable)
+        if events:
+            commands = plan_referrals_task(rules, events)
             if commands:
                 opened = open_referrals_task(self.gateway, commands)
         batch.commit()

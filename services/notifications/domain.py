@@ -14,9 +14,9 @@ from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 from uuid import UUID
 
-from contracts.agencies import AGENCY_NAMES, Agency
+from contracts.agencies import AGENCY_NAMES, LEAD_AGENCY, Agency
 from contracts.envelope import CloudEvent
-from contracts.events import ReferralRequested, ReferralStatusChanged
+from contracts.events import ReferralEscalated, ReferralOwnerChanged, ReferralRequested, ReferralStatusChanged
 from contracts.vocabulary import Priority, ReferralStatus
 
 NOTICE_ID_NAMESPACE = uuid.UUID("7e3a1c58-2b9d-4f60-a8e4-c51d0f9b2e73")
@@ -30,6 +30,10 @@ class NotificationKind(StrEnum):
     referral_rejected = "referral_rejected"
     referral_completed = "referral_completed"
     referral_failed = "referral_failed"
+    overdue_reminder = "overdue_reminder"  # to the owner: escalation level 1
+    overdue_supervision = "overdue_supervision"  # to the supervising agency: escalation level 2 and above
+    referral_closed = "referral_closed"  # to the requester and the lead agency: completed, rejected or failed
+    referral_transferred = "referral_transferred"  # to the new owner
 
 
 # The status changes a reporter hears of: (kind, priority, Chinese text, English text) by status.
@@ -94,6 +98,63 @@ def owner_notices(e: CloudEvent) -> list[Notice]:
             f"New referral: {d.referral_type}, priority {d.priority.value}, due {due} (UTC+8)",
         )
     ]
+
+
+def direct_notices(e: CloudEvent) -> list[Notice]:
+    """Every notice the event itself addresses: the owner of a new referral, overdue reminders and supervision,
+    the closing of a referral to its requester and the lead agency, a transfer to the new owner."""
+    return owner_notices(e) + escalation_notices(e) + closure_notices(e) + transfer_notices(e)
+
+
+def escalation_notices(e: CloudEvent) -> list[Notice]:
+    if not isinstance(e, ReferralEscalated):
+        return []
+    d = e.data
+    since = d.overdue_since.astimezone(CHINA_STANDARD_TIME).strftime("%Y-%m-%d %H:%M")
+    if d.level == 1:
+        return [_notice(
+            e, d.case_id, d.owner_agency, NotificationKind.overdue_reminder, Priority.urgent,
+            f"转介已逾期（{d.kind.value}，自 {since} 北京时间），请尽快处理",
+            f"A referral is overdue ({d.kind.value}, since {since} UTC+8): please act.",
+        )]
+    zh, en = AGENCY_NAMES[d.owner_agency]
+    return [_notice(
+        e, d.case_id, d.supervising_agency, NotificationKind.overdue_supervision, Priority.asap,
+        f"{zh}的转介逾期未处理（{d.kind.value}，第{d.level}级督办）",
+        f"A referral owned by {en} is overdue ({d.kind.value}, escalation level {d.level}).",
+    )]
+
+
+CLOSING = {ReferralStatus.completed, ReferralStatus.rejected, ReferralStatus.failed}
+
+
+def closure_notices(e: CloudEvent) -> list[Notice]:
+    """Closed loop: the requester and the case's lead agency see a referral end (not the owner itself)."""
+    if not isinstance(e, ReferralStatusChanged) or e.data.status not in CLOSING:
+        return []
+    d = e.data
+    zh, en = AGENCY_NAMES[d.owner_agency]
+    code = d.outcome.value if d.outcome else (d.reason_code or "")
+    recipients = {LEAD_AGENCY, *([d.requester_agency] if d.requester_agency else [])} - {d.owner_agency}
+    return [
+        _notice(
+            e, d.case_id, r, NotificationKind.referral_closed,
+            Priority.routine if d.status is ReferralStatus.completed else Priority.urgent,
+            f"{zh}的转介已结束：{d.status.value}（{code}）",
+            f"A referral owned by {en} ended: {d.status.value} ({code}).",
+        )
+        for r in sorted(recipients)
+    ]
+
+
+def transfer_notices(e: CloudEvent) -> list[Notice]:
+    if not isinstance(e, ReferralOwnerChanged):
+        return []
+    zh, en = AGENCY_NAMES[e.data.from_agency]
+    return [_notice(
+        e, e.data.case_id, e.data.to_agency, NotificationKind.referral_transferred, Priority.urgent,
+        f"{zh}移交的转介已由本单位接收", f"A referral transferred from {en} is now yours.",
+    )]
 
 
 def reporter_notices(e: CloudEvent, reporters: Iterable[Agency]) -> list[Notice]:

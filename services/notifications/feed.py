@@ -32,7 +32,7 @@ from contracts.agencies import Agency
 from contracts.envelope import CloudEvent
 from contracts.events import ReportFiled, parse_event
 from huhang.sql import insert_ignoring_duplicates
-from services.notifications.domain import Notice, concerns_reporters, owner_notices, reporter_notices
+from services.notifications.domain import Notice, concerns_reporters, direct_notices, reporter_notices
 
 metadata = MetaData()
 notifications_table = Table(
@@ -77,7 +77,7 @@ class NotificationFeed:
                 if isinstance(e, ReportFiled):
                     self._reporter_known(conn, e)
                     continue
-                notices = owner_notices(e)
+                notices = direct_notices(e)
                 if concerns_reporters(e):
                     reporters = self._reporters(conn, e.subject)
                     if reporters:

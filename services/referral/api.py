@@ -1,31 +1,42 @@
-"""Referral's HTTP API: agency inboxes, one referral with its history, status changes, opening referrals."""
+"""Referral's HTTP API: agency inboxes, one referral with its history, its lifecycle, transfers, assignment,
+escalation and the overdue sweep."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from contracts.agencies import Agency
 from contracts.commands import OpenReferrals
-from contracts.vocabulary import ReferralStatus
+from contracts.lifecycle import TRANSITIONS
+from contracts.vocabulary import Priority, ReferralStatus
 from huhang.problems import PROBLEM_RESPONSES, FieldError, Problem, Unprocessable
-from services.referral.application import ReferralApplication
+from services.referral.application import Escalation, ReferralApplication
 from services.referral.domain import Referral
-from services.referral.inbox import Inbox
+from services.referral.inbox import Inbox, InboxFilter
 from services.referral.schemas import (
     CaseReferralsPublic,
+    EscalationCreate,
+    EscalationPublic,
     HistoryEntry,
     OpenedReferral,
     OpenedReferrals,
+    Reassignment,
     ReferralPublic,
     ReferralsPublic,
     ReferralSummary,
     StatusChange,
+    SweepPublic,
+    SweepRequest,
+    TransferAnswer,
+    TransferCreate,
     decode_cursor,
     encode_cursor,
 )
+from services.referral.sweep import sweep_overdue
 
 
 def get_referrals(request: Request) -> ReferralApplication:
@@ -38,11 +49,20 @@ def get_inbox(request: Request) -> Inbox:
 
 ReferralsDep = Annotated[ReferralApplication, Depends(get_referrals)]
 InboxDep = Annotated[Inbox, Depends(get_inbox)]
+IfMatch = Annotated[str | None, Header(alias="If-Match", description="The ETag last read; a stale one answers 412.")]
 
 
-def _problem(status: int, description: str) -> dict[int | str, dict[str, object]]:
+def _problem(status: int, description: str) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": Problem, "description": description, "content": {"application/problem+json": {}}}}
 
+
+COMMAND_RESPONSES = {
+    **PROBLEM_RESPONSES, **_problem(403, "The acting agency may not do this"), **_problem(404, "Not found"),
+    **_problem(409, "Not allowed in the referral's current status"), **_problem(412, "Stale version (If-Match)"),
+}
+STATES_DOC = "\n".join(
+    f"- `{s.value}` → {', '.join(f'`{n.value}`' for n in sorted(nxt)) or 'final'}" for s, nxt in TRANSITIONS.items()
+)
 
 router = APIRouter(prefix="/v1", tags=["referrals"])
 
@@ -56,7 +76,12 @@ router = APIRouter(prefix="/v1", tags=["referrals"])
 def agency_inbox(
     agency: Agency,
     inbox: InboxDep,
-    status: ReferralStatus | None = None,
+    status: Annotated[list[ReferralStatus] | None, Query(description="One or more statuses.")] = None,
+    priority: Annotated[list[Priority] | None, Query()] = None,
+    overdue: Annotated[bool, Query(description="Only referrals past their acceptance or completion due time.")] = False,
+    township: Annotated[str | None, Query(max_length=50)] = None,
+    requested_from: datetime | None = None,
+    requested_to: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: str | None = None,
 ) -> ReferralsPublic:
@@ -65,7 +90,11 @@ def agency_inbox(
         after = decode_cursor(cursor) if cursor else None
     except ValueError as exc:
         raise Unprocessable("Invalid cursor.", errors=[FieldError(field="cursor", reason=str(exc))]) from None
-    rows = inbox.for_agency(agency.value, status=status.value if status else None, limit=limit, cursor=after)
+    filters = InboxFilter(
+        status=[s.value for s in status or []], priority=[p.value for p in priority or []], township=township,
+        overdue_at=datetime.now(UTC) if overdue else None, requested_from=requested_from, requested_to=requested_to,
+    )
+    rows = inbox.for_agency(agency.value, limit=limit, cursor=after, filters=filters)
     return ReferralsPublic(
         agency=agency,
         items=[ReferralSummary.model_validate(r) for r in rows],
@@ -76,17 +105,21 @@ def agency_inbox(
 
 @router.get("/cases/{case_id}/referrals", response_model=CaseReferralsPublic, summary="All referrals of a case")
 def case_referrals(case_id: UUID, inbox: InboxDep) -> CaseReferralsPublic:
+    """Every referral of the case, across departments, oldest first."""
     return CaseReferralsPublic(
         case_id=case_id, items=[ReferralSummary.model_validate(r) for r in inbox.for_case(case_id)]
     )
 
 
-def _public(app: ReferralApplication, referral: Referral) -> ReferralPublic:
+def _public(app: ReferralApplication, referral: Referral, response: Response) -> ReferralPublic:
+    response.headers["ETag"] = f'"{referral.version}"'
     return ReferralPublic(
         referral_id=referral.id, case_id=referral.case_id, child_id=referral.child_id,
         owner_agency=referral.owner_agency, requester_agency=referral.requester_agency,
         referral_type=referral.referral_type, priority=referral.priority, status=referral.status,
-        due_at=referral.due_at, plan_tasks=referral.plan_tasks, rule_ids=referral.rule_ids,
+        due_at=referral.due_at, complete_by=referral.complete_by, assignee=referral.assignee,
+        pending_owner=referral.pending_owner, escalation_level=referral.escalation_level,
+        fallback_agencies=referral.fallback_agencies, plan_tasks=referral.plan_tasks, rule_ids=referral.rule_ids,
         rules_version=referral.rules_version, version=referral.version,
         history=[HistoryEntry.model_validate(h) for h in app.history(referral.id)],
     )
@@ -97,37 +130,14 @@ def _public(app: ReferralApplication, referral: Referral) -> ReferralPublic:
     summary="One referral with its full history",
 )
 def get_referral(referral_id: UUID, app: ReferralsDep, response: Response) -> ReferralPublic:
-    referral = app.get(referral_id)
-    response.headers["ETag"] = f'"{referral.version}"'
-    return _public(app, referral)
+    return _public(app, app.get(referral_id), response)
 
 
-@router.post(
-    "/referrals/{referral_id}/status",
-    response_model=ReferralPublic,
-    responses={**PROBLEM_RESPONSES, **_problem(403, "Not the owner (or requester)"),
-               **_problem(404, "Not found"), **_problem(409, "Illegal transition"),
-               **_problem(412, "Stale version (If-Match)")},
-    summary="Move a referral through its lifecycle",
-)
-def change_status(
-    referral_id: UUID,
-    body: StatusChange,
-    app: ReferralsDep,
-    response: Response,
-    if_match: Annotated[str | None, Header(alias="If-Match", description="The ETag last read.")] = None,
-) -> ReferralPublic:
-    """`requested` → `received` → `accepted`/`rejected` → `in-progress` ⇄ `on-hold` → `completed`/`failed`;
-    `cancelled` by the requester. Only the owner agency acts, except cancelling."""
-    expected = _parse_etag(if_match) if if_match and if_match.strip() != "*" else None
-    referral = app.change_status(referral_id, body.status, body.agency.value, body.reason, expected)
-    response.headers["ETag"] = f'"{referral.version}"'
-    return _public(app, referral)
-
-
-def _parse_etag(value: str) -> int:
+def _expected(if_match: str | None) -> int | None:
+    if not if_match or if_match.strip() == "*":
+        return None
     try:
-        return int(value.strip().removeprefix("W/").strip('"'))
+        return int(if_match.strip().removeprefix("W/").strip('"'))
     except ValueError:
         raise Unprocessable(
             "If-Match must be an ETag this API returned.", errors=[FieldError(field="If-Match", reason="not an ETag")]
@@ -135,9 +145,85 @@ def _parse_etag(value: str) -> int:
 
 
 @router.post(
-    "/referrals",
-    response_model=OpenedReferrals,
-    responses=PROBLEM_RESPONSES,
+    "/referrals/{referral_id}/status", response_model=ReferralPublic, responses=COMMAND_RESPONSES,
+    summary="Move a referral through its lifecycle",
+    description="Only the owner agency acts, except cancelling (the requester). A rejected or failed referral goes "
+    "back to the router, which sends it to the next responsible agency.\n\nStates:\n" + STATES_DOC,
+)
+def change_status(
+    referral_id: UUID, body: StatusChange, app: ReferralsDep, response: Response, if_match: IfMatch = None
+) -> ReferralPublic:
+    referral = app.change_status(
+        referral_id, body.status, body.agency.value, body.note, _expected(if_match),
+        reason_code=body.reason_code, outcome=body.outcome,
+    )
+    return _public(app, referral, response)
+
+
+@router.post(
+    "/referrals/{referral_id}/transfer", response_model=ReferralPublic, responses=COMMAND_RESPONSES,
+    summary="Propose a transfer of ownership to another agency",
+)
+def propose_transfer(
+    referral_id: UUID, body: TransferCreate, app: ReferralsDep, response: Response, if_match: IfMatch = None
+) -> ReferralPublic:
+    """By the owner or a supervising agency; the new owner must accept (`/transfer/answer`)."""
+    referral = app.propose_transfer(
+        referral_id, body.to_agency.value, body.agency.value, body.note, _expected(if_match)
+    )
+    return _public(app, referral, response)
+
+
+@router.post(
+    "/referrals/{referral_id}/transfer/answer", response_model=ReferralPublic, responses=COMMAND_RESPONSES,
+    summary="Accept or decline a proposed transfer",
+)
+def answer_transfer(
+    referral_id: UUID, body: TransferAnswer, app: ReferralsDep, response: Response, if_match: IfMatch = None
+) -> ReferralPublic:
+    referral = app.answer_transfer(referral_id, body.agency.value, body.accept, body.note, _expected(if_match))
+    return _public(app, referral, response)
+
+
+@router.post(
+    "/referrals/{referral_id}/assignee", response_model=ReferralPublic, responses=COMMAND_RESPONSES,
+    summary="Assign the referral to a named officer of the owner agency",
+)
+def reassign(
+    referral_id: UUID, body: Reassignment, app: ReferralsDep, response: Response, if_match: IfMatch = None
+) -> ReferralPublic:
+    referral = app.reassign(referral_id, body.officer_id, body.agency.value, _expected(if_match))
+    return _public(app, referral, response)
+
+
+def _escalation(e: Escalation) -> EscalationPublic:
+    return EscalationPublic(
+        referral_id=e.referral_id, level=e.level, kind=e.kind, supervision_referral_id=e.supervision_referral_id
+    )
+
+
+@router.post(
+    "/referrals/{referral_id}/escalations", response_model=EscalationPublic, status_code=201,
+    responses=COMMAND_RESPONSES, summary="Escalate a referral (supervising agencies)",
+)
+def escalate(referral_id: UUID, body: EscalationCreate, app: ReferralsDep) -> EscalationPublic:
+    return _escalation(app.escalate_by_supervisor(referral_id, body.agency.value, datetime.now(UTC)))
+
+
+@router.post(
+    "/referral-sweeps", response_model=SweepPublic, responses=PROBLEM_RESPONSES,
+    summary="Escalate every overdue referral (run by the scheduled sweep flow)",
+)
+def sweep(body: SweepRequest, app: ReferralsDep, inbox: InboxDep) -> SweepPublic:
+    """Idempotent: a referral is escalated to a level once; running the sweep again escalates nothing twice."""
+    result = sweep_overdue(app, inbox, body.now or datetime.now(UTC), body.limit)
+    return SweepPublic(
+        swept_at=result.swept_at, candidates=result.candidates, escalations=[_escalation(e) for e in result.escalations]
+    )
+
+
+@router.post(
+    "/referrals", response_model=OpenedReferrals, responses=PROBLEM_RESPONSES,
     summary="Open referrals (used by the routing workflow)",
 )
 def open_referrals(body: OpenReferrals, app: ReferralsDep) -> OpenedReferrals:

@@ -1,13 +1,14 @@
 """Agency inboxes: a read model of referrals, fed by the referral service's own events.
 
-Rows are written idempotently (a repeated ``ReferralRequested`` inserts nothing; a repeated status change sets
-the same status), so a follower that restarts from an older position converges to the same table.
+Rows are written idempotently (a repeated ``ReferralRequested`` inserts nothing; a repeated change sets the
+same values), so a follower that restarts from an older position converges to the same table.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -19,6 +20,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Select,
     String,
     Table,
     and_,
@@ -29,7 +31,8 @@ from sqlalchemy import (
 )
 
 from contracts.envelope import CloudEvent
-from contracts.events import ReferralRequested, ReferralStatusChanged
+from contracts.events import ReferralEscalated, ReferralOwnerChanged, ReferralRequested, ReferralStatusChanged
+from contracts.vocabulary import ReferralStatus
 from huhang.sql import insert_ignoring_duplicates
 
 metadata = MetaData()
@@ -46,6 +49,8 @@ referrals_table = Table(
     Column("priority_rank", Integer, nullable=False),
     Column("status", String(20), nullable=False),
     Column("due_at", DateTime(timezone=True), nullable=False),
+    Column("complete_by", DateTime(timezone=True), nullable=False),
+    Column("escalation_level", Integer, nullable=False, default=0),
     Column("township", String(50), nullable=False),
     Column("village", String(50), nullable=False),
     Column("plan_tasks", JSON, nullable=False),
@@ -54,7 +59,21 @@ referrals_table = Table(
     Column("requested_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Index("ix_referral_inbox_owner_requested", "owner_agency", "requested_at", "referral_id"),
+    Index("ix_referral_inbox_status_due", "status", "due_at"),
 )
+
+WAITING = (ReferralStatus.requested.value, ReferralStatus.received.value)
+WORKING = (ReferralStatus.accepted.value, ReferralStatus.in_progress.value, ReferralStatus.on_hold.value)
+
+
+@dataclass(frozen=True)
+class InboxFilter:
+    status: Sequence[str] = ()
+    priority: Sequence[str] = ()
+    township: str | None = None
+    overdue_at: datetime | None = None  # only referrals overdue at this time
+    requested_from: datetime | None = None
+    requested_to: datetime | None = None
 
 
 class Inbox:
@@ -63,16 +82,20 @@ class Inbox:
         metadata.create_all(engine)
 
     def handle(self, events: Sequence[CloudEvent]) -> None:
+        t = referrals_table
         with self.engine.begin() as conn:
-            new = [self._row(e) for e in events if isinstance(e, ReferralRequested)]
-            insert_ignoring_duplicates(conn, referrals_table, new)
+            insert_ignoring_duplicates(conn, t, [self._row(e) for e in events if isinstance(e, ReferralRequested)])
             for e in events:
+                values: dict[str, Any] | None = None
                 if isinstance(e, ReferralStatusChanged):
-                    conn.execute(
-                        update(referrals_table)
-                        .where(referrals_table.c.referral_id == str(e.data.referral_id))
-                        .values(status=e.data.status.value, updated_at=e.time)
-                    )
+                    values = {"status": e.data.status.value}
+                elif isinstance(e, ReferralOwnerChanged):
+                    values = {"owner_agency": e.data.to_agency.value, "status": ReferralStatus.accepted.value}
+                elif isinstance(e, ReferralEscalated):
+                    values = {"escalation_level": e.data.level}
+                if values is not None:
+                    referral_id = str(e.data.referral_id)  # type: ignore[attr-defined]
+                    conn.execute(update(t).where(t.c.referral_id == referral_id).values(updated_at=e.time, **values))
 
     @staticmethod
     def _row(e: ReferralRequested) -> dict[str, Any]:
@@ -81,19 +104,43 @@ class Inbox:
             "referral_id": str(d.referral_id), "case_id": str(d.case_id), "child_id": str(d.child_id),
             "owner_agency": d.owner_agency.value, "requester_agency": d.requester_agency.value,
             "referral_type": d.referral_type, "priority": d.priority.value, "priority_rank": d.priority.rank,
-            "status": "requested", "due_at": d.due_at, "township": d.township, "village": d.village,
-            "plan_tasks": list(d.plan_tasks), "rule_id": d.rule_id, "rules_version": d.rules_version,
-            "requested_at": e.time, "updated_at": e.time,
+            "status": "requested", "due_at": d.due_at.astimezone(UTC),
+            "complete_by": (d.complete_by or d.due_at + timedelta(days=30)).astimezone(UTC),
+            "escalation_level": 0, "township": d.township, "village": d.village, "plan_tasks": list(d.plan_tasks),
+            "rule_id": d.rule_id, "rules_version": d.rules_version, "requested_at": e.time, "updated_at": e.time,
         }
 
+    @staticmethod
+    def _overdue(at: datetime) -> Any:
+        t = referrals_table
+        return or_(
+            and_(t.c.status.in_(WAITING), t.c.due_at < at), and_(t.c.status.in_(WORKING), t.c.complete_by < at)
+        )
+
+    def _filtered(self, query: Select[Any], f: InboxFilter) -> Select[Any]:
+        t = referrals_table
+        if f.status:
+            query = query.where(t.c.status.in_(list(f.status)))
+        if f.priority:
+            query = query.where(t.c.priority.in_(list(f.priority)))
+        if f.township is not None:
+            query = query.where(t.c.township == f.township)
+        if f.overdue_at is not None:
+            query = query.where(self._overdue(f.overdue_at))
+        if f.requested_from is not None:
+            query = query.where(t.c.requested_at >= f.requested_from)
+        if f.requested_to is not None:
+            query = query.where(t.c.requested_at < f.requested_to)
+        return query
+
     def for_agency(
-        self, agency: str, *, status: str | None = None, limit: int = 50, cursor: tuple[datetime, str] | None = None
+        self, agency: str, *, status: str | None = None, limit: int = 50, cursor: tuple[datetime, str] | None = None,
+        filters: InboxFilter | None = None,
     ) -> list[dict[str, Any]]:
         """Newest first; the cursor is the (requested_at, referral_id) of the last row already seen."""
         t = referrals_table
-        query = select(t).where(t.c.owner_agency == agency)
-        if status is not None:
-            query = query.where(t.c.status == status)
+        f = filters or InboxFilter(status=(status,) if status else ())
+        query = self._filtered(select(t).where(t.c.owner_agency == agency), f)
         if cursor is not None:
             at, rid = cursor
             query = query.where(or_(t.c.requested_at < at, and_(t.c.requested_at == at, t.c.referral_id < rid)))
@@ -112,3 +159,15 @@ class Inbox:
         query = select(t).where(t.c.case_id == str(case_id)).order_by(t.c.requested_at, t.c.referral_id)
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
+
+    def overdue_ids(self, at: datetime, below_level: int = 2, limit: int = 1000) -> list[UUID]:
+        """Open referrals past a deadline and not yet escalated to the top level (the sweep's candidates)."""
+        t = referrals_table
+        query = (
+            select(t.c.referral_id)
+            .where(self._overdue(at), t.c.escalation_level < below_level)
+            .order_by(t.c.due_at)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [UUID(rid) for rid in conn.execute(query).scalars()]

@@ -17,7 +17,10 @@ from contracts.events import (
     CourtProtectionOrderIssued,
     GuardianshipRiskAssessed,
     JobAssistanceRequested,
+    ReferralEscalated,
+    ReferralOwnerChanged,
     ReferralRequested,
+    ReferralReturned,
     ReferralStatusChanged,
     ReportFiled,
     SchoolDropoutReported,
@@ -61,6 +64,21 @@ SAMPLE_DATA: dict[type[CloudEvent], dict[str, Any]] = {
     },
     ReferralStatusChanged: {
         "referral_id": uuid.uuid4(), "case_id": CASE_ID, "owner_agency": "police", "status": "in-progress",
+    },
+    ReferralReturned: {
+        "referral_id": uuid.uuid4(), "case_id": CASE_ID, "child_id": CHILD_ID, "returned_by": "police",
+        "status": "rejected", "reason_code": "out_of_area", "referral_type": "guardianship_investigation",
+        "priority": "urgent", "due_in_seconds": 86400, "complete_within_seconds": 2592000,
+        "next_agencies": ("civil_affairs",), "plan_tasks": (4, 6), "rule_ids": ("guardian-neglect-or-abuse",),
+        "rules_version": "2026-11-29.1", **PLACE,
+    },
+    ReferralEscalated: {
+        "referral_id": uuid.uuid4(), "case_id": CASE_ID, "owner_agency": "police", "level": 1,
+        "kind": "overdue_acceptance", "supervising_agency": "civil_affairs",
+        "overdue_since": datetime(2026, 11, 28, 9, 0, tzinfo=UTC),
+    },
+    ReferralOwnerChanged: {
+        "referral_id": uuid.uuid4(), "case_id": CASE_ID, "from_agency": "police", "to_agency": "education",
     },
 }
 

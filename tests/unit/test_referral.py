@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from contracts.agencies import Agency
 from contracts.commands import OpenReferral
-from contracts.vocabulary import Priority, ReferralStatus
+from contracts.vocabulary import Outcome, Priority, ReferralStatus
 from huhang.bootstrap import service_api, subscription_consumers
 from huhang.problems import NotFound
 from huhang.settings import Settings
@@ -130,11 +130,16 @@ def test_reading_an_unknown_referral_is_not_found(referrals):
 # --- lifecycle ----------------------------------------------------------------------------------------------------
 
 
+def walk_legal_path(referrals, referral_id):
+    for status in LEGAL_PATH:
+        outcome = Outcome.resolved if status is S.completed else None
+        referrals.change_status(referral_id, status, OWNER.value, None, outcome=outcome)
+
+
 def test_the_owner_moves_a_referral_along_the_legal_path_to_completed(referrals):
     referral_id = opened(referrals)
 
-    for status in LEGAL_PATH:
-        referrals.change_status(referral_id, status, OWNER.value, None)
+    walk_legal_path(referrals, referral_id)
 
     assert referrals.get(referral_id).status == "completed"
     assert [h["status"] for h in referrals.history(referral_id)] == ["requested", *(s.value for s in LEGAL_PATH)]
@@ -146,7 +151,7 @@ def test_each_status_change_records_the_acting_agency_and_reason(referrals):
     referrals.change_status(referral_id, S.accepted, OWNER.value, "已受理，派出所跟进")
 
     last = referrals.history(referral_id)[-1]
-    assert (last["status"], last["actor_agency"], last["reason"]) == ("accepted", "police", "已受理，派出所跟进")
+    assert (last["status"], last["actor_agency"], last["note"]) == ("accepted", "police", "已受理，派出所跟进")
 
 
 def test_an_illegal_transition_is_refused_naming_the_current_status(referrals):
@@ -161,8 +166,7 @@ def test_an_illegal_transition_is_refused_naming_the_current_status(referrals):
 
 def test_a_completed_referral_cannot_change_again(referrals):
     referral_id = opened(referrals)
-    for status in LEGAL_PATH:
-        referrals.change_status(referral_id, status, OWNER.value, None)
+    walk_legal_path(referrals, referral_id)
 
     with pytest.raises(IllegalTransition, match="'completed'"):
         referrals.change_status(referral_id, S.in_progress, OWNER.value, None)
