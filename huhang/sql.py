@@ -14,12 +14,14 @@ def _insert(conn: Connection, table: Table) -> Any:
     return dialect.insert(table)
 
 
-def insert_ignoring_duplicates(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> int:
-    """Insert rows whose primary key is new; a repeat delivery changes nothing. Returns rows inserted."""
-    if not rows:
-        return 0
-    result = conn.execute(_insert(conn, table).values(list(rows)).on_conflict_do_nothing())
-    return int(result.rowcount or 0)
+def insert_ignoring_duplicates(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert rows whose key is new; a repeat delivery changes nothing.
+
+    One statement executed with many parameter sets (executemany, "insertmanyvalues"), not a statement built
+    anew per batch: measured several times faster for the read models' batches.
+    """
+    if rows:
+        conn.execute(_insert(conn, table).on_conflict_do_nothing(), [dict(r) for r in rows])
 
 
 def upsert(conn: Connection, table: Table, row: Mapping[str, Any], keys: Sequence[str]) -> None:

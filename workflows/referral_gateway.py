@@ -28,13 +28,18 @@ class LocalReferralGateway:
 
 
 class HttpReferralGateway:
-    """Distributed mode: ``POST /v1/referrals`` on the referral service."""
+    """Distributed mode: ``POST /v1/referrals`` on the referral service, in requests of at most ``chunk``
+    referrals (well under the API's body limit, whatever the size of the batch being routed)."""
 
-    def __init__(self, base_url: str, timeout_s: float = 10.0) -> None:
+    def __init__(self, base_url: str, timeout_s: float = 10.0, chunk: int = 50) -> None:
         self.client = httpx.Client(base_url=base_url, timeout=timeout_s)
+        self.chunk = chunk
 
     def open(self, commands: Sequence[OpenReferral]) -> int:
-        body = OpenReferrals(referrals=tuple(commands)).model_dump(mode="json")
-        response = self.client.post("/v1/referrals", json=body)
-        response.raise_for_status()
-        return sum(1 for r in response.json()["referrals"] if r["created"])
+        created = 0
+        for start in range(0, len(commands), self.chunk):
+            body = OpenReferrals(referrals=tuple(commands[start : start + self.chunk])).model_dump(mode="json")
+            response = self.client.post("/v1/referrals", json=body)
+            response.raise_for_status()
+            created += sum(1 for r in response.json()["referrals"] if r["created"])
+        return created

@@ -13,9 +13,11 @@ import threading
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import TypeVar, cast
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
+from prefect.utilities.annotations import quote
 
 from contracts.commands import OpenReferral
 from contracts.envelope import CloudEvent
@@ -26,6 +28,7 @@ from workflows.referral_gateway import ReferralGateway
 from workflows.rules_provider import RulesProvider
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 REROUTE_NAMESPACE = uuid.UUID("5e7a9c1b-3d5f-4a7c-9e1b-2c4e6a8c0e3f")
@@ -91,6 +94,11 @@ def open_referrals_task(gateway: ReferralGateway, commands: list[OpenReferral]) 
     return gateway.open(commands)
 
 
+def _as_is(value: T) -> T:
+    """Hand a parameter to a Prefect task without Prefect inspecting it (``quote``)."""
+    return cast(T, quote(value))
+
+
 class Router:
     def __init__(self, source: EventSource, gateway: ReferralGateway, rules: RoutingRules | RulesProvider) -> None:
         self.source = source
@@ -111,9 +119,11 @@ class Router:
         events = [e for e in batch.events if routable(rules, e)]
         opened = 0
         if events:
-            commands = plan_referrals_task(rules, events)
+            # quote(): Prefect need not walk the parameters (it cannot store them anyway); measured ~30 % of the
+            # router's busy time otherwise.
+            commands = plan_referrals_task(_as_is(rules), _as_is(events))
             if commands:
-                opened = open_referrals_task(self.gateway, commands)
+                opened = open_referrals_task(_as_is(self.gateway), _as_is(commands))
         batch.commit()
         return opened
 

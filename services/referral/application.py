@@ -54,24 +54,17 @@ class ReferralApplication(ServiceApplication):
 
     def open_referrals(self, commands: Sequence[OpenReferral]) -> list[Opened]:
         """Open each referral not opened before; a repeated command is a no-op (ids are deterministic)."""
-        results: dict[UUID, bool] = {}
-        new: list[Referral] = []
-        for cmd in commands:
-            if cmd.referral_id in results or self._exists(cmd.referral_id):
-                results.setdefault(cmd.referral_id, False)
-                continue
-            new.append(self._new_referral(cmd))
-            results[cmd.referral_id] = True
-        if new:
-            try:
-                self._committer.save(*new)
-            except IntegrityError:
-                for cmd in commands:  # someone opened some of them meanwhile: open the rest one by one
-                    if results.get(cmd.referral_id):
-                        results[cmd.referral_id] = self._open_one(cmd)
-        return [Opened(rid, created) for rid, created in results.items()]
+        unique = list({cmd.referral_id: cmd for cmd in commands}.values())
+        try:
+            # The common case: all new, one save. A repeat (redelivery) conflicts and takes the slow path.
+            self._committer.save(*(self._new_referral(cmd) for cmd in unique))
+        except IntegrityError:
+            return [Opened(cmd.referral_id, self._open_one(cmd)) for cmd in unique]
+        return [Opened(cmd.referral_id, True) for cmd in unique]
 
     def _open_one(self, cmd: OpenReferral) -> bool:
+        if self._exists(cmd.referral_id):
+            return False
         try:
             self._committer.save(self._new_referral(cmd))
         except IntegrityError:
