@@ -175,6 +175,7 @@ class ReferralReturnedData(Contract):
     case_id: UUID
     child_id: UUID
     returned_by: Agency
+    requester_agency: Agency = Field(description="Who asked for the referral; asks the next agency too.")
     status: ReferralStatus
     reason_code: str
     referral_type: str

@@ -42,14 +42,14 @@ class RouteTarget(Contract):
     fallback: tuple[Agency, ...] | None = Field(
         default=None,
         description="Who gets the referral, in turn, when it is rejected or fails. Default: the lead agency "
-        "(civil_affairs), or the working committee office (wcwc) when the lead agency itself rejects.",
+        "(civil_affairs), then the working committee office (wcwc).",
     )
 
     @property
     def fallback_agencies(self) -> tuple[Agency, ...]:
         if self.fallback is not None:
             return tuple(a for a in self.fallback if a != self.agency)
-        return (Agency.wcwc,) if self.agency == LEAD_AGENCY else (LEAD_AGENCY,)
+        return tuple(a for a in (LEAD_AGENCY, Agency.wcwc) if a != self.agency)
 
     @field_validator("due", "complete_within")
     @classmethod

@@ -47,7 +47,7 @@ def reroute(event: ReferralReturned) -> OpenReferral | None:
     due_at = event.time + timedelta(seconds=d.due_in_seconds)
     return OpenReferral(
         referral_id=uuid.uuid5(REROUTE_NAMESPACE, f"{event.id}/{owner.value}"), case_id=d.case_id,
-        child_id=d.child_id, owner_agency=owner, requester_agency=event.actoragency, referral_type=d.referral_type,
+        child_id=d.child_id, owner_agency=owner, requester_agency=d.requester_agency, referral_type=d.referral_type,
         priority=d.priority, due_at=due_at, complete_by=due_at + timedelta(seconds=d.complete_within_seconds),
         fallback_agencies=rest, plan_tasks=d.plan_tasks, rule_ids=(*d.rule_ids, RETURNED_RULE_ID),
         rules_version=d.rules_version, source_event_id=event.id, correlation_id=event.correlationid,

@@ -10,6 +10,7 @@ import logging
 import threading
 from pathlib import Path
 
+import yaml
 from pydantic import ValidationError
 
 from contracts.routing import RoutingRules, load_rules
@@ -46,7 +47,7 @@ class RulesProvider:
     def _reload(self) -> None:
         try:
             rules = load_rules(self.path)
-        except (ValidationError, ValueError, OSError) as exc:
+        except (ValidationError, ValueError, OSError, yaml.YAMLError) as exc:
             logger.error("routing rules in %s refused (%s); version %s stays in force",
                          self.path, str(exc)[:500], self._rules.version)
             return

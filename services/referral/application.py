@@ -134,7 +134,9 @@ class ReferralApplication(ServiceApplication):
                 "Only a supervising agency may escalate a referral.",
                 errors=[FieldError(field="agency", reason="not a supervising agency")],
             )
-        return self._escalate(referral, referral.escalation_level + 1, EscalationKind.supervisor, now, actor_agency)
+        return self._escalate(
+            referral, referral.escalation_level + 1, EscalationKind.supervisor, now, actor_agency, now
+        )
 
     # --- deadlines -------------------------------------------------------------------------------------------
 
@@ -145,15 +147,16 @@ class ReferralApplication(ServiceApplication):
         if due is None:
             return None
         level, kind, since = due
-        return self._escalate(referral, level, kind, since, "system")
+        # The sweep acts for the supervising agency (who is asked to act at level 2).
+        return self._escalate(referral, level, kind, since, supervisor_of(referral.owner_agency), now)
 
     def _escalate(
-        self, referral: Referral, level: int, kind: EscalationKind, since: datetime, actor: str
+        self, referral: Referral, level: int, kind: EscalationKind, since: datetime, actor: str, now: datetime
     ) -> Escalation:
         referral.escalate(level, kind, since, actor)
         supervision: Referral | None = None
         if level >= 2 and kind is not EscalationKind.supervisor:
-            supervision = self._supervision_referral(referral, level, since)
+            supervision = self._supervision_referral(referral, level, now)
         try:
             self._committer.save(referral, *([supervision] if supervision else []))
         except IntegrityError:
@@ -161,10 +164,10 @@ class ReferralApplication(ServiceApplication):
         return Escalation(referral.id, level, kind, supervision.id if supervision else None)
 
     @staticmethod
-    def _supervision_referral(referral: Referral, level: int, since: datetime) -> Referral:
-        """At level 2 the supervising agency is asked to act, in a referral of its own."""
+    def _supervision_referral(referral: Referral, level: int, now: datetime) -> Referral:
+        """At level 2 the supervising agency is asked to act, in a referral of its own, due a day from now."""
         supervisor = supervisor_of(referral.owner_agency)
-        now_due = max(since, referral.created_on) + SUPERVISION_DUE
+        now_due = now + SUPERVISION_DUE
         return Referral(
             referral_id=uuid.uuid5(ESCALATION_NAMESPACE, f"{referral.id}/{level}"), case_id=referral.case_id,
             child_id=referral.child_id, owner_agency=supervisor, requester_agency=supervisor,

@@ -29,6 +29,7 @@ class NotPermitted(DomainError):
 
 
 SUPERVISORS = frozenset(a.value for a in SUPERVISING_AGENCIES)
+WAITING = frozenset({ReferralStatus.requested.value, ReferralStatus.received.value})
 REASON_CODES: dict[ReferralStatus, frozenset[str]] = {
     ReferralStatus.rejected: frozenset(r.value for r in RejectionReason),
     ReferralStatus.failed: frozenset(r.value for r in FailureReason),
@@ -124,12 +125,17 @@ class Referral(Aggregate):
                 complete_within_seconds=int((self.complete_by - self.due_at).total_seconds()),
                 next_agencies=list(self.fallback_agencies), plan_tasks=self.plan_tasks, rule_ids=self.rule_ids,
                 rules_version=self.rules_version, township=self.township, village=self.village,
-                correlation_id=self.correlation_id,
+                correlation_id=self.correlation_id, requester_agency=self.requester_agency,
             )
 
     @staticmethod
     def _check_reason(to: ReferralStatus, reason_code: str | None, outcome: Outcome | None) -> None:
         codes = REASON_CODES.get(to)
+        if codes is None and reason_code is not None:
+            raise Unprocessable(
+                f"A referral becoming '{to.value}' takes no reason code (use the note).",
+                errors=[FieldError(field="reason_code", reason="only for rejected or failed")],
+            )
         if codes is not None and reason_code not in codes:
             raise Unprocessable(
                 f"A referral can only become '{to.value}' with a reason code.",
@@ -148,13 +154,15 @@ class Referral(Aggregate):
     ) -> None:
         # case, owner and correlation travel in the event so that it maps to its contract on its own.
         self.status = status
+        if status == ReferralStatus.accepted.value:
+            self.escalation_level = 0  # late acceptance escalated; completion is watched afresh
 
     @event("Returned")
     def _returned(
         self, status: str, returned_by: str, reason_code: str | None, case_id: UUID, child_id: UUID,
         referral_type: str, priority: str, due_in_seconds: int, complete_within_seconds: int,
         next_agencies: list[str], plan_tasks: list[int], rule_ids: list[str], rules_version: str,
-        township: str, village: str, correlation_id: UUID,
+        township: str, village: str, correlation_id: UUID, requester_agency: str | None = None,
     ) -> None:
         """Back to the router, which asks the next agency of the fallback list (everything it needs travels
         in the event)."""
@@ -190,6 +198,7 @@ class Referral(Aggregate):
         self.pending_owner = to_agency
 
     def answer_transfer(self, actor_agency: str, *, accept: bool, note: str | None = None) -> None:
+        self._check_open()
         if self.pending_owner is None:
             raise IllegalTransition(
                 "No transfer of this referral is waiting for an answer.",
@@ -213,7 +222,9 @@ class Referral(Aggregate):
         self.owner_agency = to_agency
         self.pending_owner = None
         self.assignee = None
-        self.status = ReferralStatus.accepted.value
+        self.escalation_level = 0  # the new owner's deadlines start afresh
+        if self.status in WAITING:  # accepting the transfer accepts the referral; work under way stays so
+            self.status = ReferralStatus.accepted.value
 
     @event("TransferDeclined")
     def _transfer_declined(self, actor_agency: str, note: str | None) -> None:

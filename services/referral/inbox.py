@@ -76,6 +76,11 @@ class InboxFilter:
     requested_to: datetime | None = None
 
 
+def _utc(at: datetime) -> datetime:
+    """Times are stored in UTC (SQLite keeps no offset): compare in UTC whatever offset the caller used."""
+    return at.astimezone(UTC) if at.tzinfo else at.replace(tzinfo=UTC)
+
+
 class Inbox:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -89,8 +94,15 @@ class Inbox:
                 values: dict[str, Any] | None = None
                 if isinstance(e, ReferralStatusChanged):
                     values = {"status": e.data.status.value}
+                    if e.data.status is ReferralStatus.accepted:
+                        values["escalation_level"] = 0
                 elif isinstance(e, ReferralOwnerChanged):
-                    values = {"owner_agency": e.data.to_agency.value, "status": ReferralStatus.accepted.value}
+                    values = {"owner_agency": e.data.to_agency.value, "escalation_level": 0}
+                    conn.execute(  # accepting the transfer accepts a waiting referral; work under way stays so
+                        update(t)
+                        .where(t.c.referral_id == str(e.data.referral_id), t.c.status.in_(WAITING))
+                        .values(status=ReferralStatus.accepted.value)
+                    )
                 elif isinstance(e, ReferralEscalated):
                     values = {"escalation_level": e.data.level}
                 if values is not None:
@@ -126,11 +138,11 @@ class Inbox:
         if f.township is not None:
             query = query.where(t.c.township == f.township)
         if f.overdue_at is not None:
-            query = query.where(self._overdue(f.overdue_at))
+            query = query.where(self._overdue(_utc(f.overdue_at)))
         if f.requested_from is not None:
-            query = query.where(t.c.requested_at >= f.requested_from)
+            query = query.where(t.c.requested_at >= _utc(f.requested_from))
         if f.requested_to is not None:
-            query = query.where(t.c.requested_at < f.requested_to)
+            query = query.where(t.c.requested_at < _utc(f.requested_to))
         return query
 
     def for_agency(
@@ -165,7 +177,7 @@ class Inbox:
         t = referrals_table
         query = (
             select(t.c.referral_id)
-            .where(self._overdue(at), t.c.escalation_level < below_level)
+            .where(self._overdue(_utc(at)), t.c.escalation_level < below_level)
             .order_by(t.c.due_at)
             .limit(limit)
         )

@@ -67,6 +67,7 @@ SAMPLE_DATA: dict[type[CloudEvent], dict[str, Any]] = {
     },
     ReferralReturned: {
         "referral_id": uuid.uuid4(), "case_id": CASE_ID, "child_id": CHILD_ID, "returned_by": "police",
+        "requester_agency": "education",
         "status": "rejected", "reason_code": "out_of_area", "referral_type": "guardianship_investigation",
         "priority": "urgent", "due_in_seconds": 86400, "complete_within_seconds": 2592000,
         "next_agencies": ("civil_affairs",), "plan_tasks": (4, 6), "rule_ids": ("guardian-neglect-or-abuse",),
