@@ -704,7 +704,7 @@ def run_distributed(plan: Plan, reports: SyntheticReports, schema_prefix: str, l
         urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
         env = huhang_env(
             storage="postgres", database_url=DATABASE_URL, schema_prefix=schema_prefix, transport="kafka",
-            kafka_bootstrap_servers=bootstrap, kafka_max_poll_interval_ms="5000", kafka_session_timeout_ms="5000",
+            kafka_bootstrap_servers=bootstrap, kafka_max_poll_interval_ms="60000", kafka_session_timeout_ms="5000",
             referral_url=urls["referral"], **_batch(plan),
         )
         started = time.perf_counter()

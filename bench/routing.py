@@ -91,7 +91,7 @@ def settings_for(prefix: str, bootstrap: str) -> Settings:
         transport="kafka",
         kafka_bootstrap_servers=bootstrap,
         kafka_namespace=prefix,
-        kafka_max_poll_interval_ms=5000,
+        kafka_max_poll_interval_ms=60000,
         kafka_session_timeout_ms=5000,
     )
 
@@ -144,7 +144,7 @@ def routing_phase(bootstrap: str, events: list[ReportFiled], prefect: bool) -> d
     service = build(settings)
     gateway = LocalReferralGateway(service.application)
     source = KafkaSource(
-        bootstrap, [topic], group_id=f"{prefix}router", max_poll_interval_ms=5000, session_timeout_ms=5000
+        bootstrap, [topic], group_id=f"{prefix}router", max_poll_interval_ms=60000, session_timeout_ms=5000
     )
     try:
         if prefect:

@@ -64,22 +64,26 @@ def embedded_api(settings: Settings, services: Mapping[str, Service]) -> FastAPI
     return api
 
 
-def _log_source(follower: str, source_service: Service, positions: Positions, settings: Settings) -> EventSource:
+def _log_source(
+    follower: str, source_service: Service, positions: Positions, settings: Settings, batch_size: int | None = None
+) -> EventSource:
     return NotificationLogSource(
         f"{follower}<-{source_service.name}", source_service.application,
-        source_service.to_integration_events(), positions, batch_size=settings.batch_size,
+        source_service.to_integration_events(), positions, batch_size=batch_size or settings.batch_size,
         interval_s=settings.follow_interval_s,
     )
 
 
-def _kafka_source(settings: Settings, group: str, sources: Iterable[str]) -> EventSource:
+def _kafka_source(
+    settings: Settings, group: str, sources: Iterable[str], max_records: int | None = None
+) -> EventSource:
     from huhang.kafka import KafkaSource
 
     return KafkaSource(
         settings.kafka_bootstrap_servers, [topic_of(settings, s) for s in sources],
         group_id=f"{settings.kafka_namespace}huhang.{group}",
         max_poll_interval_ms=settings.kafka_max_poll_interval_ms,
-        session_timeout_ms=settings.kafka_session_timeout_ms, max_records=settings.batch_size,
+        session_timeout_ms=settings.kafka_session_timeout_ms, max_records=max_records or settings.batch_size,
     )
 
 
@@ -125,13 +129,18 @@ def build_router(settings: Settings, services: Mapping[str, Service] | None = No
     rules = RulesProvider(settings.routing_rules_path)
     gateway: ReferralGateway
     if settings.transport == "kafka":
-        source = _kafka_source(settings, "router", ROUTED_SOURCES)
+        # Routing batches are kept short: each costs two Prefect tasks, and a short batch keeps latency low and
+        # stays well inside the consumer group's poll interval.
+        source = _kafka_source(settings, "router", ROUTED_SOURCES, max_records=settings.router_batch_size)
         gateway = HttpReferralGateway(settings.referral_url)
     else:
         if services is None:
             raise ValueError("in-process routing needs the services in this process")
         positions = Positions(read_model_engine(settings, "workflows"))
-        source = MergedSource([_log_source("router", services[s], positions, settings) for s in ROUTED_SOURCES])
+        source = MergedSource([
+            _log_source("router", services[s], positions, settings, settings.router_batch_size)
+            for s in ROUTED_SOURCES
+        ])
         gateway = LocalReferralGateway(services["referral"].application)
     return Router(source, gateway, rules)
 

@@ -221,7 +221,12 @@ class KafkaSource:
             return None
 
     def _commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
-        self._get_consumer().commit(offsets=dict(offsets))
+        try:
+            self._get_consumer().commit(offsets=dict(offsets))
+        except kafka_errors.CommitFailedError:
+            # The group rebalanced while the batch was handled (its partitions may now be another member's).
+            # Nothing is lost: whoever owns them now gets the batch again, and handlers are idempotent.
+            logger.warning("commit after a rebalance of %s refused; the batch will be delivered again", self.group_id)
 
     def rewind(self) -> None:
         """Seek every assigned partition back to its last committed offset (redeliver uncommitted batches)."""

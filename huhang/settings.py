@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     # A routing rules file of your own (default: contracts/routing_rules.yaml); changes apply without a restart.
     routing_rules_path: Path | None = None
     batch_size: int = 500
+    router_batch_size: int = 100
     log_level: str = "INFO"
     # Fault injection for the crash tests only: "<consumer name>:before-commit" kills the process there.
     failpoint: str | None = None

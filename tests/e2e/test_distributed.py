@@ -28,7 +28,7 @@ def distributed(
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     env = huhang_env(
         storage="postgres", database_url=postgres_url, schema_prefix=f"{RUN_PREFIX}{uuid.uuid4().hex[:6]}_",
-        transport="kafka", kafka_bootstrap_servers=kafka_bootstrap, kafka_max_poll_interval_ms="5000",
+        transport="kafka", kafka_bootstrap_servers=kafka_bootstrap, kafka_max_poll_interval_ms="60000",
         kafka_session_timeout_ms="5000", referral_url=urls["referral"], kafka_namespace=f"{uuid.uuid4().hex[:8]}.",
     )
     with ExitStack() as stack:

@@ -81,7 +81,7 @@ def test_relay_killed_before_commit_repeats_events_but_each_referral_exists_once
         schema_prefix=prefix,
         transport="kafka",
         kafka_bootstrap_servers=kafka_bootstrap,
-        kafka_max_poll_interval_ms=5000,
+        kafka_max_poll_interval_ms=60000,
         kafka_session_timeout_ms=5000,
         kafka_namespace=prefix,
     )
@@ -115,7 +115,7 @@ def test_relay_killed_before_commit_repeats_events_but_each_referral_exists_once
         kafka_bootstrap,
         [topic],
         group_id=f"router-{prefix}",
-        max_poll_interval_ms=5000,
+        max_poll_interval_ms=60000,
         session_timeout_ms=5000,
     )
     router = Router(source, LocalReferralGateway(referral.application), load_rules())
