@@ -82,9 +82,9 @@ def _demo_acceptance(client: httpx.Client, timeout_s: float) -> None:
         items = client.get("/v1/agencies/police/referrals", params={"status": "requested"}).json()["items"]
         if items:
             rid = items[-1]["referral_id"]
-            client.post(f"/v1/referrals/{rid}/status", json={"status": "received", "agency": "police"})
-            client.post(f"/v1/referrals/{rid}/status",
-                        json={"status": "accepted", "agency": "police", "reason": "演示：派出所已受理"})
+            for step in ({"status": "received", "agency": "police"},
+                         {"status": "accepted", "agency": "police", "note": "演示：派出所已受理"}):
+                client.post(f"/v1/referrals/{rid}/status", json=step).raise_for_status()
             return
         time.sleep(0.5)
 
