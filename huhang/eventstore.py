@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import date
 from typing import Any
 
-from eventsourcing.persistence import JSONTranscoder, Transcoding
+from eventsourcing.persistence import (
+    IntegrityError,
+    InternalError,
+    JSONTranscoder,
+    ProgrammingError,
+    Transcoding,
+)
 
 from huhang.streams import WakeableApplication
 
@@ -26,6 +33,17 @@ class DateAsISO(Transcoding):
 
 class ServiceApplication(WakeableApplication):
     """A service's eventsourcing Application: JSON with dates, followers woken on save."""
+
+    def construct_recorder(self) -> Any:
+        # The service's API and worker processes may create the tables at the same moment.
+        last: Exception | None = None
+        for attempt in range(5):
+            try:
+                return super().construct_recorder()
+            except (IntegrityError, InternalError, ProgrammingError) as exc:
+                last = exc
+                time.sleep(0.2 * (attempt + 1))
+        raise last  # type: ignore[misc]
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import Connection, Engine, MetaData, Table
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError, InternalError, ProgrammingError
+
+T = TypeVar("T")
 
 
 def _insert(conn: Connection, table: Table) -> Any:
@@ -28,3 +32,19 @@ def upsert(conn: Connection, table: Table, row: Mapping[str, Any], keys: Sequenc
     stmt = _insert(conn, table).values(dict(row))
     updates = {k: v for k, v in row.items() if k not in keys}
     conn.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=updates))
+
+
+def racing_ddl(create: Callable[[], T], attempts: int = 5) -> T:
+    """Run schema creation that another process may be running at the same moment (an API and its worker
+    starting together): PostgreSQL's ``IF NOT EXISTS`` is not atomic and the loser gets a unique violation;
+    trying again finds the winner's tables."""
+    for attempt in range(attempts - 1):
+        try:
+            return create()
+        except (IntegrityError, ProgrammingError, InternalError):  # "duplicate key", "tuple concurrently updated"
+            time.sleep(0.2 * (attempt + 1))
+    return create()
+
+
+def create_tables(metadata: MetaData, engine: Engine, tables: list[Table] | None = None) -> None:
+    racing_ddl(lambda: metadata.create_all(engine, tables=tables))

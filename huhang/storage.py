@@ -11,6 +11,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 
 from huhang.settings import Settings
+from huhang.sql import racing_ddl
 
 
 def schema_name(settings: Settings, service: str) -> str:
@@ -53,9 +54,13 @@ def _sqlalchemy_postgres_url(settings: Settings) -> str:
 
 def ensure_schema(settings: Settings, service: str) -> None:
     engine = create_engine(_sqlalchemy_postgres_url(settings), pool_pre_ping=True)
-    try:
+
+    def create() -> None:
         with engine.begin() as conn:
             conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema_name(settings, service)}"'))
+
+    try:
+        racing_ddl(create)
     finally:
         engine.dispose()
 

@@ -24,7 +24,7 @@ from eventsourcing.application import Application
 from sqlalchemy import BigInteger, Column, Engine, MetaData, String, Table, select
 
 from contracts.envelope import CloudEvent
-from huhang.sql import upsert
+from huhang.sql import create_tables, upsert
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class Positions:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine, tables=[positions_table])
+        create_tables(metadata, engine, [positions_table])
 
     def get(self, name: str) -> int:
         with self.engine.connect() as conn:

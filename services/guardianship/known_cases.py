@@ -16,7 +16,7 @@ from sqlalchemy import Column, DateTime, Engine, MetaData, String, Table, select
 
 from contracts.envelope import CloudEvent
 from contracts.events import ReportFiled
-from huhang.sql import insert_ignoring_duplicates
+from huhang.sql import create_tables, insert_ignoring_duplicates
 
 metadata = MetaData()
 known_cases_table = Table(
@@ -44,7 +44,7 @@ class KnownCase:
 class KnownCases:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine)
+        create_tables(metadata, engine)
 
     def handle(self, events: Sequence[CloudEvent]) -> None:
         rows = [

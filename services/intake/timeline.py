@@ -14,7 +14,7 @@ from uuid import UUID
 from sqlalchemy import JSON, Column, DateTime, Engine, Index, MetaData, String, Table, select
 
 from contracts.envelope import CloudEvent
-from huhang.sql import insert_ignoring_duplicates
+from huhang.sql import create_tables, insert_ignoring_duplicates
 
 metadata = MetaData()
 timeline_table = Table(
@@ -37,7 +37,7 @@ timeline_table = Table(
 class CaseTimeline:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine)
+        create_tables(metadata, engine)
 
     def handle(self, events: Sequence[CloudEvent]) -> None:
         now = datetime.now(UTC)

@@ -31,7 +31,7 @@ from sqlalchemy import (
 from contracts.agencies import Agency
 from contracts.envelope import CloudEvent
 from contracts.events import ReportFiled, parse_event
-from huhang.sql import insert_ignoring_duplicates
+from huhang.sql import create_tables, insert_ignoring_duplicates
 from services.notifications.domain import Notice, concerns_reporters, direct_notices, reporter_notices
 
 metadata = MetaData()
@@ -69,7 +69,7 @@ awaiting_reporter_table = Table(
 class NotificationFeed:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine)
+        create_tables(metadata, engine)
 
     def handle(self, events: Sequence[CloudEvent]) -> None:
         with self.engine.begin() as conn:

@@ -33,7 +33,7 @@ from sqlalchemy import (
 from contracts.envelope import CloudEvent
 from contracts.events import ReferralEscalated, ReferralOwnerChanged, ReferralRequested, ReferralStatusChanged
 from contracts.vocabulary import ReferralStatus
-from huhang.sql import insert_ignoring_duplicates
+from huhang.sql import create_tables, insert_ignoring_duplicates
 
 metadata = MetaData()
 referrals_table = Table(
@@ -84,7 +84,7 @@ def _utc(at: datetime) -> datetime:
 class Inbox:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine)
+        create_tables(metadata, engine)
 
     def handle(self, events: Sequence[CloudEvent]) -> None:
         t = referrals_table

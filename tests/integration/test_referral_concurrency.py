@@ -17,8 +17,9 @@ from contracts.vocabulary import ReferralStatus
 from huhang.bootstrap import service_api
 from huhang.settings import Settings
 from services.referral.application import Opened, ReferralApplication, StaleVersion
-from services.referral.main import ReferralService, build
+from services.referral.main import ReferralService
 from tests.conftest import postgres_settings
+from tests.support.referrals import referral_service
 from tests.unit.test_referral import OWNER, an_open_referral, opened
 
 pytestmark = [pytest.mark.integration]
@@ -34,10 +35,8 @@ def settings(postgres_url: str) -> Settings:
 
 @pytest.fixture
 def service(settings: Settings) -> Iterator[ReferralService]:
-    built = build(settings)
-    yield built
-    built.application.close()
-    built.positions.engine.dispose()
+    with referral_service(settings) as built:
+        yield built
 
 
 @pytest.fixture

@@ -14,13 +14,13 @@ from fastapi.testclient import TestClient
 from contracts.agencies import Agency
 from contracts.commands import OpenReferral
 from contracts.vocabulary import Outcome, Priority, ReferralStatus
-from huhang.bootstrap import service_api, subscription_consumers
+from huhang.bootstrap import service_api
 from huhang.problems import NotFound
 from huhang.settings import Settings
-from huhang.streams import drain
 from services.referral.application import ReferralApplication, StaleVersion
 from services.referral.domain import IllegalTransition, NotPermitted
-from services.referral.main import ReferralService, build
+from services.referral.main import ReferralService
+from tests.support.referrals import inbox_refresher, referral_service
 
 S = ReferralStatus
 OWNER, REQUESTER, BYSTANDER = Agency.police, Agency.education, Agency.health
@@ -29,10 +29,8 @@ LEGAL_PATH = (S.received, S.accepted, S.in_progress, S.completed)
 
 @pytest.fixture
 def service(any_storage_settings: Settings) -> Iterator[ReferralService]:
-    built = build(any_storage_settings)
-    yield built
-    built.application.close()
-    built.positions.engine.dispose()
+    with referral_service(any_storage_settings) as built:
+        yield built
 
 
 @pytest.fixture
@@ -47,16 +45,7 @@ def client(any_storage_settings: Settings, service: ReferralService) -> TestClie
 
 @pytest.fixture
 def refresh_inbox(any_storage_settings: Settings, service: ReferralService) -> Callable[[], None]:
-    """Bring the inbox read model up to date by draining the service's subscription consumers."""
-    consumers = subscription_consumers(any_storage_settings, service)
-    for consumer in consumers:
-        consumer.poll_timeout_s = 0.01
-
-    def refresh() -> None:
-        for consumer in consumers:
-            drain(consumer)
-
-    return refresh
+    return inbox_refresher(any_storage_settings, service)
 
 
 def an_open_referral(**changes: Any) -> OpenReferral:

@@ -28,15 +28,15 @@ from contracts.events import (
 )
 from contracts.routing import load_rules
 from contracts.vocabulary import EscalationKind, Outcome, Priority, ReferralStatus
-from huhang.bootstrap import service_api, subscription_consumers
+from huhang.bootstrap import service_api
 from huhang.problems import Unprocessable
 from huhang.settings import Settings
-from huhang.streams import drain
 from services.referral.application import SUPERVISION_TYPE, ReferralApplication
 from services.referral.domain import IllegalTransition, NotPermitted, Referral
 from services.referral.integration import to_integration_events
-from services.referral.main import ReferralService, build
+from services.referral.main import ReferralService
 from services.referral.sweep import sweep_overdue
+from tests.support.referrals import inbox_refresher, referral_service
 from tests.unit.test_referral import opened
 from workflows.routing import plan_referrals
 from workflows.rules_provider import RulesProvider
@@ -49,10 +49,8 @@ PACKAGED_RULES = Path(__file__).parents[2] / "contracts" / "routing_rules.yaml"
 
 @pytest.fixture
 def service(memory_settings: Settings) -> Iterator[ReferralService]:
-    built = build(memory_settings)
-    yield built
-    built.application.close()
-    built.positions.engine.dispose()
+    with referral_service(memory_settings) as built:
+        yield built
 
 
 @pytest.fixture
@@ -67,15 +65,7 @@ def client(memory_settings: Settings, service: ReferralService) -> TestClient:
 
 @pytest.fixture
 def refresh_inbox(memory_settings: Settings, service: ReferralService) -> Callable[[], None]:
-    consumers = subscription_consumers(memory_settings, service)
-    for consumer in consumers:
-        consumer.poll_timeout_s = 0.01
-
-    def refresh() -> None:
-        for consumer in consumers:
-            drain(consumer)
-
-    return refresh
+    return inbox_refresher(memory_settings, service)
 
 
 def contract_events(referrals: ReferralApplication) -> list[CloudEvent]:
