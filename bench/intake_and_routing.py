@@ -58,7 +58,7 @@ from sqlalchemy import create_engine, text
 from huhang.settings import Settings
 from huhang.storage import eventsourcing_env
 from services.intake.application import ChildFacts, FileReport, IntakeApplication
-from tests.support.processes import free_port, huhang_env, huhang_process, stop_process
+from tests.support.processes import free_port, huhang_env, huhang_process, stop_process, wait_http
 
 RESULTS_DIR = Path(__file__).parent / "results"
 DEFAULT_JSON = RESULTS_DIR / "intake_and_routing.json"
@@ -372,17 +372,7 @@ def bench_baseline(plan: Plan, reports: SyntheticReports, storage: str, settings
 
 def wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:
     """Until ``url`` answers 200; fail early if the process exits."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"process exited with {process.returncode} before {url} answered")
-        try:
-            if httpx.get(url, timeout=2.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"{url} did not answer within {timeout_s:g}s")
+    wait_http(url, timeout_s, process)
 
 
 Starter = Callable[[int, Path], AbstractContextManager[subprocess.Popen[bytes]]]

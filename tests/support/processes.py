@@ -55,9 +55,12 @@ def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 15.0) -> N
         process.wait(5)
 
 
-def wait_http(url: str, timeout_s: float = 60.0) -> None:
+def wait_http(url: str, timeout_s: float = 60.0, process: subprocess.Popen[bytes] | None = None) -> None:
+    """Until ``url`` answers 200; fail early if the process serving it exits."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before {url} answered")
         try:
             if httpx.get(url, timeout=2.0).status_code == 200:
                 return
