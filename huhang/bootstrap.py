@@ -70,7 +70,7 @@ def _log_source(
     return NotificationLogSource(
         f"{follower}<-{source_service.name}", source_service.application,
         source_service.to_integration_events(), positions, batch_size=batch_size or settings.batch_size,
-        interval_s=settings.follow_interval_s,
+        interval_s=settings.follow_interval_s, window_s=settings.follow_window_s,
     )
 
 

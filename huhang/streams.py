@@ -16,6 +16,7 @@ import os
 import signal
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -53,6 +54,7 @@ class WakeableApplication(Application[Any]):
     def __init__(self, env: Any = None) -> None:
         super().__init__(env)
         self._saved = threading.Condition()
+        self._decoded = DecodedNotifications()
 
     def save(self, *objs: Any, **kwargs: Any) -> Any:
         recordings = super().save(*objs, **kwargs)
@@ -63,6 +65,37 @@ class WakeableApplication(Application[Any]):
     def wait_for_save(self, timeout_s: float) -> None:
         with self._saved:
             self._saved.wait(timeout_s)
+
+    def integration_events(self, notification: Any, to_contract: DomainToContract) -> Sequence[CloudEvent]:
+        """The contract events of one notification, decoded and mapped once for all in-process followers
+        (``to_contract`` is the service's one mapping: the cache is keyed by notification id alone)."""
+        return self._decoded.get(notification, lambda n: to_contract(self.mapper.to_domain_event(n)))
+
+
+class DecodedNotifications:
+    """A small cache of recently mapped notifications, shared by the followers of one log.
+
+    Every in-process follower (the router, the read models) reads the same new notifications within moments of
+    each other; mapping each once instead of once per follower is most of their work. Contract events are frozen,
+    so sharing them is safe. Old entries are dropped first; a miss simply maps again.
+    """
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self.capacity = capacity
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[int, Sequence[CloudEvent]] = OrderedDict()
+
+    def get(self, notification: Any, decode: Callable[[Any], Sequence[CloudEvent]]) -> Sequence[CloudEvent]:
+        with self._lock:
+            found = self._entries.get(notification.id)
+        if found is not None:
+            return found
+        events = tuple(decode(notification))
+        with self._lock:
+            self._entries[notification.id] = events
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
+        return events
 
 
 metadata = MetaData()
@@ -104,9 +137,13 @@ class NotificationLogSource:
         positions: Positions,
         batch_size: int = 500,
         interval_s: float = 0.05,
+        window_s: float = 0.0,
     ) -> None:
         self.name = name
         self.interval_s = interval_s
+        self.window_s = window_s
+        self._last_select = 0.0
+        self._caught_up = True
         self.app = app
         self.to_contract = to_contract
         self.positions = positions
@@ -117,6 +154,7 @@ class NotificationLogSource:
         if self._position is None:
             self._position = self.positions.get(self.name)
         deadline = time.monotonic() + timeout_s
+        self._pace(deadline)
         notifications = self._select()
         while not notifications:
             remaining = deadline - time.monotonic()
@@ -124,17 +162,30 @@ class NotificationLogSource:
                 return None
             # Woken at once by a save in this process; another process's saves are seen at the next look.
             self.app.wait_for_save(min(self.interval_s, remaining))
+            self._pace(deadline)
             notifications = self._select()
         events: list[CloudEvent] = []
         for notification in notifications:
-            events.extend(self.to_contract(self.app.mapper.to_domain_event(notification)))
+            events.extend(self.app.integration_events(notification, self.to_contract))
         last = notifications[-1].id
         return Batch(events=events, commit=lambda: self._commit(last))
 
+    def _pace(self, deadline: float) -> None:
+        """While keeping up, look at the log at most once per window: the events saved meanwhile come as one
+        batch (one read, one handler transaction, one position write) instead of one batch per save. Under
+        load this is what keeps the followers' work per event small; idle, it adds at most a window of delay."""
+        if self._caught_up and self.window_s > 0:
+            wait = min(self._last_select + self.window_s, deadline) - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+
     def _select(self) -> Sequence[Any]:
-        return self.app.recorder.select_notifications(
+        self._last_select = time.monotonic()
+        notifications = self.app.recorder.select_notifications(
             start=self._position, limit=self.batch_size, inclusive_of_start=False
         )
+        self._caught_up = len(notifications) < self.batch_size
+        return notifications
 
     def _commit(self, position: int) -> None:
         self.positions.save(self.name, position)

@@ -9,7 +9,7 @@ turn): it then waits in ``awaiting_reporter`` until the report arrives, and the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -72,35 +72,54 @@ class NotificationFeed:
         create_tables(metadata, engine)
 
     def handle(self, events: Sequence[CloudEvent]) -> None:
+        """One batch in a few statements whatever its size: reporters looked up once, notices inserted at once."""
+        reports = [e for e in events if isinstance(e, ReportFiled)]
+        others = [e for e in events if not isinstance(e, ReportFiled)]
         with self.engine.begin() as conn:
-            for e in events:
-                if isinstance(e, ReportFiled):
-                    self._reporter_known(conn, e)
+            if reports:
+                self._reporters_known(conn, reports)
+            asking = {e.subject for e in others if concerns_reporters(e)}
+            reporters = self._reporters(conn, asking) if asking else {}
+            notices: list[Notice] = []
+            waiting: list[dict[str, str]] = []
+            for e in others:
+                notices += direct_notices(e)
+                if not concerns_reporters(e):
                     continue
-                notices = direct_notices(e)
-                if concerns_reporters(e):
-                    reporters = self._reporters(conn, e.subject)
-                    if reporters:
-                        notices += reporter_notices(e, reporters)
-                    else:
-                        insert_ignoring_duplicates(conn, awaiting_reporter_table, [
-                            {"event_id": str(e.id), "case_id": e.subject, "event": e.model_dump_json()}
-                        ])
-                self._insert(conn, notices)
+                if e.subject in reporters:
+                    notices += reporter_notices(e, reporters[e.subject])
+                else:
+                    waiting.append({"event_id": str(e.id), "case_id": e.subject, "event": e.model_dump_json()})
+            insert_ignoring_duplicates(conn, awaiting_reporter_table, waiting)
+            self._insert(conn, notices)
 
-    def _reporter_known(self, conn: Connection, e: ReportFiled) -> None:
-        case_id, reporter = str(e.data.case_id), e.data.reporter_agency
-        insert_ignoring_duplicates(conn, case_reporters_table, [{"case_id": case_id, "agency": reporter.value}])
+    def _reporters_known(self, conn: Connection, reports: Sequence[ReportFiled]) -> None:
+        """Remember who reported; tell them of what happened to their case before their report was read."""
+        insert_ignoring_duplicates(conn, case_reporters_table, [
+            {"case_id": str(e.data.case_id), "agency": e.data.reporter_agency.value} for e in reports
+        ])
         t = awaiting_reporter_table
-        waiting = conn.execute(select(t.c.event).where(t.c.case_id == case_id).order_by(t.c.event_id)).scalars()
-        for raw in list(waiting):
-            self._insert(conn, reporter_notices(parse_event(raw), [reporter]))
-        conn.execute(delete(t).where(t.c.case_id == case_id))
+        case_ids = {str(e.data.case_id) for e in reports}
+        waiting = conn.execute(
+            select(t.c.case_id, t.c.event).where(t.c.case_id.in_(case_ids)).order_by(t.c.event_id)
+        ).all()
+        if not waiting:
+            return
+        reporters = self._reporters(conn, case_ids)
+        notices: list[Notice] = []
+        for case_id, raw in waiting:
+            notices += reporter_notices(parse_event(raw), reporters[case_id])
+        self._insert(conn, notices)
+        conn.execute(delete(t).where(t.c.case_id.in_(case_ids)))
 
     @staticmethod
-    def _reporters(conn: Connection, case_id: str) -> list[Agency]:
+    def _reporters(conn: Connection, case_ids: Iterable[str]) -> dict[str, list[Agency]]:
         t = case_reporters_table
-        return [Agency(a) for a in conn.execute(select(t.c.agency).where(t.c.case_id == case_id)).scalars()]
+        found: dict[str, list[Agency]] = {}
+        rows = conn.execute(select(t.c.case_id, t.c.agency).where(t.c.case_id.in_(list(case_ids))))
+        for case_id, agency in rows:
+            found.setdefault(case_id, []).append(Agency(agency))
+        return found
 
     @staticmethod
     def _insert(conn: Connection, notices: Sequence[Notice]) -> None:

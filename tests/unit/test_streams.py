@@ -173,3 +173,63 @@ def test_unique_names_keep_followers_apart(app: NotesApplication, positions: Pos
     drain(Consumer("a", NotificationLogSource("a", app, as_items, positions), Recorder()))
     recorder = Recorder()
     assert drain(Consumer("b", NotificationLogSource("b", app, as_items, positions), recorder)) == 1
+
+
+class CountingMapping:
+    """The service's mapping, counting how often it is asked."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, domain_event: Any) -> Sequence[CloudEvent]:
+        self.calls += 1
+        return as_items(domain_event)
+
+
+def test_followers_of_one_log_share_the_mapping_of_each_notification(
+    app: NotesApplication, settings: Settings
+) -> None:
+    positions = Positions(read_model_engine(settings, "notes"))
+    mapping = CountingMapping()
+    notes = [Note(text=f"note {i}") for i in range(5)]
+    app.save(*notes)
+    followers = [NotificationLogSource(f"f{i}", app, mapping, positions) for i in range(3)]
+    batches = [f.poll(0.1) for f in followers]
+
+    assert all(b is not None and len(b.events) == 5 for b in batches)
+    assert mapping.calls == 5  # not 15: mapped once, read by three followers
+    assert [b.events for b in batches if b] == [batches[0].events] * 3  # type: ignore[union-attr]
+
+
+def test_a_follower_that_keeps_up_reads_at_most_once_per_window(app: NotesApplication, settings: Settings) -> None:
+    positions = Positions(read_model_engine(settings, "notes"))
+    source = NotificationLogSource("paced", app, as_items, positions, window_s=0.2)
+    reads = 0
+    select = source._select
+
+    def counting_select() -> Sequence[Any]:
+        nonlocal reads
+        reads += 1
+        return select()
+
+    source._select = counting_select  # type: ignore[method-assign]
+    stop = threading.Event()
+
+    def write() -> None:  # a save every 10 ms for 0.5 s
+        for i in range(50):
+            app.save(Note(text=f"note {i}"))
+            stop.wait(0.01)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    events = 0
+    while writer.is_alive() or events < 50:
+        batch = source.poll(0.5)
+        if batch is None:
+            break
+        events += len(batch.events)
+        batch.commit()
+    writer.join()
+
+    assert events == 50  # nothing lost or repeated
+    assert reads <= 6  # about 0.5 s / 0.2 s windows, where an unpaced follower reads once per save (~50)
