@@ -96,7 +96,9 @@ class Plan:
     e2e_warmup_s: float
     e2e_tail_s: float
     ready_timeout_s: float
-    inbox_poll_s: float = 0.02
+    # How often the watcher looks at the inbox, as an agency's system would poll it. Latency is measured to the
+    # poll that first sees the referral, so this errs high by up to one interval, never low.
+    inbox_poll_s: float = 0.1
     inbox_page_limit: int = 20
     batch_size: int | None = None  # HUHANG_BATCH_SIZE for the e2e processes; None: the platform's default
 

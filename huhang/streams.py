@@ -11,6 +11,7 @@ event id: after a crash between handling and committing, the batch comes again a
 
 from __future__ import annotations
 
+import bisect
 import logging
 import os
 import signal
@@ -55,6 +56,7 @@ class WakeableApplication(Application[Any]):
         super().__init__(env)
         self._saved = threading.Condition()
         self._decoded = DecodedNotifications()
+        self._tail = LogTail()
 
     def save(self, *objs: Any, **kwargs: Any) -> Any:
         recordings = super().save(*objs, **kwargs)
@@ -66,10 +68,52 @@ class WakeableApplication(Application[Any]):
         with self._saved:
             self._saved.wait(timeout_s)
 
+    def select_notifications(self, after: int, limit: int) -> Sequence[Any]:
+        """Notifications after a position, for in-process followers: those at the head share one read."""
+        return self._tail.select(after, limit, self.recorder.select_notifications)
+
     def integration_events(self, notification: Any, to_contract: DomainToContract) -> Sequence[CloudEvent]:
         """The contract events of one notification, decoded and mapped once for all in-process followers
         (``to_contract`` is the service's one mapping: the cache is keyed by notification id alone)."""
         return self._decoded.get(notification, lambda n: to_contract(self.mapper.to_domain_event(n)))
+
+
+class LogTail:
+    """The most recently read stretch of a notification log, so that followers at its head share one read.
+
+    The stretch holds every notification with an id in ``(low, high]`` (notification ids become visible in
+    order: SQLite has one writer, and eventsourcing's PostgreSQL recorder locks the table to number them).
+    A follower whose position is inside the stretch is answered from it; any other read goes to the store
+    and extends or replaces the stretch. Notifications never change once written.
+    """
+
+    def __init__(self, capacity: int = 2048) -> None:
+        self.capacity = capacity
+        self._lock = threading.Lock()
+        self._low = -1
+        self._items: list[Any] = []  # ascending ids, all of (low, high]
+
+    def select(self, after: int, limit: int, read: Callable[..., Sequence[Any]]) -> Sequence[Any]:
+        with self._lock:
+            if self._items and self._low <= after < self._items[-1].id:
+                start = bisect.bisect_right(self._items, after, key=lambda n: n.id)
+                return self._items[start:start + limit]
+        found = read(start=after, limit=limit, inclusive_of_start=False)
+        if found:
+            with self._lock:
+                self._keep(after, found)
+        return found
+
+    def _keep(self, after: int, found: Sequence[Any]) -> None:
+        if self._items and self._low <= after <= self._items[-1].id:
+            high = self._items[-1].id
+            self._items.extend(n for n in found if n.id > high)
+        else:
+            self._low, self._items = after, list(found)
+        if len(self._items) > self.capacity:
+            drop = len(self._items) - self.capacity
+            self._low = self._items[drop - 1].id
+            del self._items[:drop]
 
 
 class DecodedNotifications:
@@ -181,9 +225,7 @@ class NotificationLogSource:
 
     def _select(self) -> Sequence[Any]:
         self._last_select = time.monotonic()
-        notifications = self.app.recorder.select_notifications(
-            start=self._position, limit=self.batch_size, inclusive_of_start=False
-        )
+        notifications = self.app.select_notifications(self._position or 0, self.batch_size)
         self._caught_up = len(notifications) < self.batch_size
         return notifications
 

@@ -233,3 +233,36 @@ def test_a_follower_that_keeps_up_reads_at_most_once_per_window(app: NotesApplic
 
     assert events == 50  # nothing lost or repeated
     assert reads <= 6  # about 0.5 s / 0.2 s windows, where an unpaced follower reads once per save (~50)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_followers_reading_through_the_shared_log_tail_see_every_notification_once_in_order(
+    seed: int, settings: Settings
+) -> None:
+    import random
+
+    rng = random.Random(seed)
+    app = NotesApplication({"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    app._tail.capacity = 7  # small, so that the stretch is trimmed and replaced often
+    positions = Positions(read_model_engine(settings, f"notes{seed}"))
+    followers = [
+        NotificationLogSource(f"f{i}", app, as_items, positions, batch_size=rng.choice([1, 3, 50])) for i in range(3)
+    ]
+    seen: list[list[Any]] = [[] for _ in followers]
+    saved: list[Any] = []
+    for _ in range(300):
+        if rng.random() < 0.4:
+            notes = [Note(text="n") for _ in range(rng.randint(1, 4))]
+            app.save(*notes)
+            saved.extend((n.id, 1) for n in notes)
+        else:
+            i = rng.randrange(len(followers))
+            batch = followers[i].poll(0)
+            if batch is not None:
+                seen[i].extend(batch.events)
+                batch.commit()
+    for i, follower in enumerate(followers):
+        while (batch := follower.poll(0)) is not None:
+            seen[i].extend(batch.events)
+            batch.commit()
+        assert seen[i] == saved
