@@ -84,6 +84,7 @@ def _kafka_source(
         group_id=f"{settings.kafka_namespace}huhang.{group}",
         max_poll_interval_ms=settings.kafka_max_poll_interval_ms,
         session_timeout_ms=settings.kafka_session_timeout_ms, max_records=max_records or settings.batch_size,
+        window_s=settings.follow_window_s,
     )
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -150,6 +151,7 @@ class KafkaSource:
         session_timeout_ms: int,
         max_records: int = 500,
         client_id: str | None = None,
+        window_s: float = 0.0,
     ) -> None:
         if not topics:
             raise ValueError("KafkaSource needs at least one topic")
@@ -160,6 +162,11 @@ class KafkaSource:
         self.session_timeout_ms = session_timeout_ms
         self.max_records = max_records
         self.client_id = client_id or f"huhang-{group_id}"
+        # As for log followers (huhang.streams): while keeping up, poll at most once per window, so that a
+        # batch (and its offset commit, a round trip to the broker) covers every record that arrived meanwhile.
+        self.window_s = window_s
+        self._last_poll = 0.0
+        self._caught_up = True
         self._consumer: KafkaConsumer | None = None
 
     def _get_consumer(self) -> KafkaConsumer:
@@ -182,9 +189,16 @@ class KafkaSource:
 
     def poll(self, timeout_s: float) -> Batch | None:
         consumer = self._get_consumer()
+        if self._caught_up and self.window_s > 0:
+            pause = min(self._last_poll + self.window_s - time.monotonic(), timeout_s)
+            if pause > 0:
+                time.sleep(pause)
+                timeout_s -= pause
         records_by_partition: dict[Any, list[Any]] = consumer.poll(
             timeout_ms=max(0, int(timeout_s * 1000)), max_records=self.max_records
         )
+        self._last_poll = time.monotonic()
+        self._caught_up = sum(len(r) for r in records_by_partition.values()) < self.max_records
         if not records_by_partition:
             return None
         events: list[CloudEvent] = []
