@@ -18,7 +18,10 @@ from contracts.vocabulary import (
     ChildCategory,
     ConcernCategory,
     CourtOrderKind,
+    EntrustedCareProblem,
     EscalationKind,
+    InterventionDocumentKind,
+    InterventionKind,
     Outcome,
     Priority,
     ReferralStatus,
@@ -26,6 +29,8 @@ from contracts.vocabulary import (
     RiskColour,
     RiskLevel,
     Urgency,
+    VisitFinding,
+    VisitKind,
 )
 
 
@@ -37,7 +42,10 @@ class ReportFiledData(Contract):
     reporter_role: ReporterRole
     concern_category: ConcernCategory
     urgency: Urgency
-    child_categories: tuple[ChildCategory, ...]
+    child_categories: tuple[ChildCategory, ...] = Field(
+        description="The child file's categories (derived from its facts) united with the categories the reporters "
+        "observed, so that routing works before the file has facts."
+    )
     township: str
     village: str
     observed_on: date
@@ -88,6 +96,35 @@ class CourtProtectionOrderIssued(CloudEvent):
     data: CourtProtectionOrderIssuedData
 
 
+class InterventionDocument(Contract):
+    """A document an intervention refers to: its kind and its number or URI, never its contents."""
+
+    kind: InterventionDocumentKind
+    reference: str = Field(min_length=1, max_length=200, description="The document's number or URI.")
+
+
+class InterventionRecordedData(Contract):
+    """A step of the guardianship ladder (admonition ... long-term state guardianship). Codes and ids only."""
+
+    intervention_id: UUID
+    child_id: UUID
+    case_id: UUID
+    kind: InterventionKind
+    agency: Agency = Field(description="The agency that took the step.")
+    documents: tuple[InterventionDocument, ...]
+    township: str
+    village: str
+
+
+class InterventionRecorded(CloudEvent):
+    event_type = "cn.huhang.guardianship.intervention-recorded.v1"
+    schema_name = "intervention-recorded.v1"
+    type: Literal["cn.huhang.guardianship.intervention-recorded.v1"] = (
+        "cn.huhang.guardianship.intervention-recorded.v1"
+    )
+    data: InterventionRecordedData
+
+
 class SchoolDropoutReportedData(Contract):
     case_id: UUID
     child_id: UUID
@@ -122,6 +159,134 @@ class JobAssistanceRequested(CloudEvent):
     schema_name = "job-assistance-requested.v1"
     type: Literal["cn.huhang.hrss.job-assistance-requested.v1"] = "cn.huhang.hrss.job-assistance-requested.v1"
     data: JobAssistanceRequestedData
+
+
+class ChildFileUpdatedData(Contract):
+    """The child's file (一人一档) was registered or its facts or categories changed. Codes and dates only."""
+
+    child_id: UUID
+    case_id: UUID = Field(description="The child's standing care case (contracts.cases.care_case_id).")
+    township: str
+    village: str
+    categories: tuple[ChildCategory, ...]
+    added_categories: tuple[ChildCategory, ...]
+    removed_categories: tuple[ChildCategory, ...]
+    category_reasons: tuple[str, ...] = Field(description="Why the categories are what they are, as codes.")
+    parents_away: bool
+    parents_away_since: date | None
+    frequent_visit_reasons: tuple[str, ...] = Field(
+        description="Why the child director must visit more often: guardian_serious_disability, child_disability, "
+        "child_psychological_abnormality."
+    )
+    has_entrusted_caregiver: bool
+
+
+class ChildFileUpdated(CloudEvent):
+    event_type = "cn.huhang.child.file-updated.v1"
+    schema_name = "child-file-updated.v1"
+    type: Literal["cn.huhang.child.file-updated.v1"] = "cn.huhang.child.file-updated.v1"
+    data: ChildFileUpdatedData
+
+
+class ChildrenMergedData(Contract):
+    """A confirmed duplicate was merged into the surviving file; both histories are kept."""
+
+    child_id: UUID = Field(description="The surviving child's id.")
+    merged_child_id: UUID
+    case_id: UUID = Field(description="The survivor's standing care case.")
+    township: str
+    village: str
+    merged_by: Agency
+
+
+class ChildrenMerged(CloudEvent):
+    event_type = "cn.huhang.child.merged.v1"
+    schema_name = "children-merged.v1"
+    type: Literal["cn.huhang.child.merged.v1"] = "cn.huhang.child.merged.v1"
+    data: ChildrenMergedData
+
+
+class VisitRecordedData(Contract):
+    """The child director contacted or visited the child (走访). Findings as codes; notes stay in guardianship."""
+
+    visit_id: UUID
+    child_id: UUID
+    case_id: UUID = Field(description="The child's standing care case (contracts.cases.care_case_id).")
+    kind: VisitKind
+    visited_on: date
+    findings: tuple[VisitFinding, ...]
+    next_contact_due_on: date
+    next_home_visit_due_on: date
+    township: str
+    village: str
+
+
+class VisitRecorded(CloudEvent):
+    event_type = "cn.huhang.guardianship.visit-recorded.v1"
+    schema_name = "visit-recorded.v1"
+    type: Literal["cn.huhang.guardianship.visit-recorded.v1"] = "cn.huhang.guardianship.visit-recorded.v1"
+    data: VisitRecordedData
+
+
+class VisitOverdueData(Contract):
+    """A contact or home visit of the visit regime was not made by its due day."""
+
+    child_id: UUID
+    case_id: UUID
+    kind: VisitKind
+    due_on: date
+    days_overdue: int = Field(ge=1)
+    township: str
+    village: str
+
+
+class VisitOverdue(CloudEvent):
+    event_type = "cn.huhang.guardianship.visit-overdue.v1"
+    schema_name = "visit-overdue.v1"
+    type: Literal["cn.huhang.guardianship.visit-overdue.v1"] = "cn.huhang.guardianship.visit-overdue.v1"
+    data: VisitOverdueData
+
+
+class ParentContactMissedData(Contract):
+    """Parents away have not contacted the child for more than 7 days (one event per missed week)."""
+
+    child_id: UUID
+    case_id: UUID
+    last_contact_on: date | None = Field(description="The last recorded contact; null when none was recorded.")
+    days_without_contact: int = Field(ge=8)
+    consecutive_misses: int = Field(ge=1, description="Whole weeks without contact: 1 from day 8, 2 from day 15.")
+    escalated: bool = Field(description="Missed two weeks or more in a row: routed beyond the village.")
+    township: str
+    village: str
+
+
+class ParentContactMissed(CloudEvent):
+    event_type = "cn.huhang.guardianship.parent-contact-missed.v1"
+    schema_name = "parent-contact-missed.v1"
+    type: Literal["cn.huhang.guardianship.parent-contact-missed.v1"] = (
+        "cn.huhang.guardianship.parent-contact-missed.v1"
+    )
+    data: ParentContactMissedData
+
+
+class EntrustedCareFlaggedData(Contract):
+    """Entrusted care (委托照护) needs the village's action: no, an unsigned or an expired agreement, or a visit
+    found the caregiver unable or neglectful."""
+
+    child_id: UUID
+    case_id: UUID
+    problem: EntrustedCareProblem
+    township: str
+    village: str
+
+
+class EntrustedCareFlagged(CloudEvent):
+    event_type = "cn.huhang.guardianship.entrusted-care-flagged.v1"
+    schema_name = "entrusted-care-flagged.v1"
+    type: Literal["cn.huhang.guardianship.entrusted-care-flagged.v1"] = (
+        "cn.huhang.guardianship.entrusted-care-flagged.v1"
+    )
+    data: EntrustedCareFlaggedData
 
 
 class ReferralRequestedData(Contract):
@@ -234,8 +399,15 @@ CONTRACT_EVENTS: tuple[type[CloudEvent], ...] = (
     ReportFiled,
     GuardianshipRiskAssessed,
     CourtProtectionOrderIssued,
+    InterventionRecorded,
     SchoolDropoutReported,
     JobAssistanceRequested,
+    ChildFileUpdated,
+    ChildrenMerged,
+    VisitRecorded,
+    VisitOverdue,
+    ParentContactMissed,
+    EntrustedCareFlagged,
     ReferralRequested,
     ReferralStatusChanged,
     ReferralReturned,
@@ -247,8 +419,15 @@ AnyCaseEvent = Annotated[
     ReportFiled
     | GuardianshipRiskAssessed
     | CourtProtectionOrderIssued
+    | InterventionRecorded
     | SchoolDropoutReported
     | JobAssistanceRequested
+    | ChildFileUpdated
+    | ChildrenMerged
+    | VisitRecorded
+    | VisitOverdue
+    | ParentContactMissed
+    | EntrustedCareFlagged
     | ReferralRequested
     | ReferralStatusChanged
     | ReferralReturned

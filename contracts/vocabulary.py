@@ -98,6 +98,39 @@ class CourtOrderKind(StrEnum):
     family_education_guidance = "family_education_guidance"  # 家庭教育指导令
 
 
+class InterventionKind(StrEnum):
+    """The steps of the plan's guardianship ladder (workflows 1 and 3), in ladder order."""
+
+    admonition = "admonition"  # 村(居)委会劝诫
+    police_report = "police_report"  # 报告公安机关
+    police_reprimand = "police_reprimand"  # 公安机关训诫
+    family_education_order = "family_education_order"  # 责令接受家庭教育指导 (police)
+    family_education_guidance = "family_education_guidance"  # 妇联家庭教育指导
+    protection_order_application = "protection_order_application"  # 申请人身安全保护令
+    protection_order_issued = "protection_order_issued"  # 法院签发人身安全保护令
+    guardianship_revocation_application = "guardianship_revocation_application"  # 申请撤销监护人资格
+    guardianship_revoked = "guardianship_revoked"  # 法院判决撤销监护人资格
+    temporary_guardianship_placement = "temporary_guardianship_placement"  # 临时监护(未成年人救助保护机构)
+    long_term_state_guardianship = "long_term_state_guardianship"  # 长期监护(国家监护)
+
+
+class InterventionDocumentKind(StrEnum):
+    """The documents an intervention refers to (by number or URI; their contents stay with the issuer)."""
+
+    admonition_record = "admonition_record"  # 劝诫记录
+    police_report_receipt = "police_report_receipt"  # 报警回执 / 受案回执
+    reprimand_letter = "reprimand_letter"  # 训诫书
+    family_education_order_letter = "family_education_order_letter"  # 责令接受家庭教育指导决定书
+    guidance_record = "guidance_record"  # 家庭教育指导记录
+    application = "application"  # 申请书
+    protection_order = "protection_order"  # 人身安全保护令(裁定书)
+    court_judgment = "court_judgment"  # 判决书
+    placement_decision = "placement_decision"  # 临时监护决定书
+    state_guardianship_decision = "state_guardianship_decision"  # 长期监护决定书
+    procuratorial_document = "procuratorial_document"  # 支持起诉意见书、检察建议书
+    other = "other"
+
+
 class ReferralStatus(StrEnum):
     """Referral lifecycle, modelled on FHIR Task.status."""
 
@@ -141,3 +174,52 @@ class EscalationKind(StrEnum):
     overdue_acceptance = "overdue_acceptance"  # not received or accepted by its due time
     overdue_completion = "overdue_completion"  # accepted but not completed in time
     supervisor = "supervisor"  # escalated by a supervising agency
+
+
+class VisitKind(StrEnum):
+    """How the child director reached the child: any contact (monthly), or a visit at home (every 3 months)."""
+
+    contact = "contact"  # 联系(电话、视频、见面)
+    home_visit = "home_visit"  # 入户走访
+
+
+class VisitFinding(StrEnum):
+    all_well = "all_well"
+    caregiver_unable = "caregiver_unable"  # 受托照护人无力照护
+    caregiver_neglectful = "caregiver_neglectful"  # 受托照护人未尽照护职责
+    child_unwell = "child_unwell"
+    child_absent = "child_absent"
+    unsafe_housing = "unsafe_housing"
+    suspected_abuse = "suspected_abuse"
+    other = "other"
+
+
+class ParentContactChannel(StrEnum):
+    phone = "phone"
+    video = "video"
+    visit_home = "visit_home"  # the parent came home
+    other = "other"
+
+
+class ParentRelation(StrEnum):
+    father = "father"
+    mother = "mother"
+    both = "both"
+
+
+class CaregiverRelation(StrEnum):
+    """The entrusted caregiver (受委托照护人) in relation to the child."""
+
+    grandparent = "grandparent"
+    other_relative = "other_relative"
+    family_friend = "family_friend"
+    neighbour = "neighbour"
+    other = "other"
+
+
+class EntrustedCareProblem(StrEnum):
+    missing = "missing"  # parents away and no agreement in force
+    unsigned = "unsigned"  # the agreement in force is not signed
+    expired = "expired"  # the last agreement ended and none replaced it
+    caregiver_unable = "caregiver_unable"  # a visit found the caregiver unable to care for the child
+    caregiver_neglectful = "caregiver_neglectful"  # a visit found the caregiver neglecting the child

@@ -20,6 +20,7 @@ from huhang.settings import Settings
 from huhang.storage import read_model_engine
 from huhang.streams import Consumer, EventSource, MergedSource, NotificationLogSource, Positions
 from huhang.web import create_api
+from workflows.care_checks import CareCheckGateway, HttpCareCheckGateway, LocalCareCheckGateway, run_care_checker
 from workflows.referral_gateway import HttpReferralGateway, LocalReferralGateway, ReferralGateway
 from workflows.routing import Router, run_router
 from workflows.rules_provider import RulesProvider
@@ -46,7 +47,12 @@ def build_service(settings: Settings, name: str) -> Service:
 
 
 def build_services(settings: Settings, names: Iterable[str] = SERVICE_NAMES) -> dict[str, Service]:
-    return {name: build_service(settings, name) for name in names}
+    services = {name: build_service(settings, name) for name in names}
+    for service in services.values():
+        connect = getattr(service, "connect", None)  # services that call peers in-process when they are here
+        if callable(connect):
+            connect(services)
+    return services
 
 
 def service_api(settings: Settings, service: Service) -> FastAPI:
@@ -152,6 +158,12 @@ def build_sweep_gateway(settings: Settings, services: Mapping[str, Service] | No
     return LocalSweepGateway(services["referral"])  # type: ignore[arg-type]
 
 
+def build_care_check_gateway(settings: Settings, services: Mapping[str, Service] | None = None) -> CareCheckGateway:
+    if services is None or "guardianship" not in services:
+        return HttpCareCheckGateway(settings.guardianship_url)
+    return LocalCareCheckGateway(services["guardianship"].care)  # type: ignore[attr-defined]
+
+
 @dataclass
 class Runtime:
     """Background loops of one process, stopped together."""
@@ -173,6 +185,16 @@ class Runtime:
 
     def start_sweeper(self, gateway: SweepGateway, interval_s: float) -> None:
         self.start("sweeper", lambda stop: run_sweeper(gateway, stop, interval_s))
+
+    def start_care_checker(self, gateway: CareCheckGateway, interval_s: float) -> None:
+        self.start("care-checker", lambda stop: run_care_checker(gateway, stop, interval_s))
+
+    def start_chainers(self, settings: Settings, services: Iterable[Service]) -> None:
+        """One chainer per service: hash-chains its event log and signs checkpoints of the head (huhang/chain.py)."""
+        from huhang.chain import build_chainer
+
+        for service in services:
+            self.start(f"{service.name}.chainer", build_chainer(settings, service).run)
 
     def shutdown(self, timeout_s: float = 10.0) -> None:
         self.stop.set()

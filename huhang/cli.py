@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 import uvicorn
 
@@ -36,6 +38,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     """Embedded: every service, the routing workflow and a demo, in this process."""
     from huhang.bootstrap import (
         Runtime,
+        build_care_check_gateway,
         build_router,
         build_services,
         build_sweep_gateway,
@@ -49,6 +52,8 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         runtime.start_consumers(subscription_consumers(settings, service, services))
     runtime.start_router(build_router(settings, services))
     runtime.start_sweeper(build_sweep_gateway(settings, services), settings.sweep_interval_s)
+    runtime.start_care_checker(build_care_check_gateway(settings, services), settings.care_check_interval_s)
+    runtime.start_chainers(settings, services.values())
     api = embedded_api(settings, services)
     url = f"http://{args.host}:{args.port}"
     if not args.no_demo:
@@ -98,7 +103,8 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         ensure_topics(settings.kafka_bootstrap_servers, all_topics(settings))
         consumers.append(relay(settings, service))
     runtime.start_consumers(consumers)
-    print(f"worker {service.name}: {', '.join(c.name for c in consumers)}", flush=True)
+    runtime.start_chainers(settings, [service])
+    print(f"worker {service.name}: {', '.join(c.name for c in consumers)}, {service.name}.chainer", flush=True)
     _wait_for_signal(runtime.stop)
     runtime.shutdown()
     return 0
@@ -106,17 +112,68 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_router(args: argparse.Namespace, settings: Settings) -> int:
     """Distributed: the Prefect routing workflow consuming case events from Kafka."""
-    from huhang.bootstrap import Runtime, all_topics, build_router, build_sweep_gateway
+    from huhang.bootstrap import Runtime, all_topics, build_care_check_gateway, build_router, build_sweep_gateway
     from huhang.kafka import ensure_topics
 
     ensure_topics(settings.kafka_bootstrap_servers, all_topics(settings))
     runtime = Runtime()
     runtime.start_router(build_router(settings))
     runtime.start_sweeper(build_sweep_gateway(settings), settings.sweep_interval_s)
-    print(f"router: route-case-events running; sweep-overdue-referrals every {settings.sweep_interval_s:.0f}s",
-          flush=True)
+    runtime.start_care_checker(build_care_check_gateway(settings), settings.care_check_interval_s)
+    print(f"router: route-case-events running; sweep-overdue-referrals every {settings.sweep_interval_s:.0f}s; "
+          f"check-care-obligations every {settings.care_check_interval_s:.0f}s", flush=True)
     _wait_for_signal(runtime.stop)
     runtime.shutdown()
+    return 0
+
+
+def cmd_import_survey(args: argparse.Namespace, settings: Settings) -> int:
+    """Import a survey roster (摸底排查) into intake's store as the settings name it, with a progress bar."""
+    from services.intake.main import build  # not huhang.bootstrap: the workflows (Prefect) are not needed here
+    from services.intake.survey import import_survey_command
+
+    service = build(settings)
+    try:
+        return import_survey_command(
+            service.application.register_children, args.file, agency=args.agency, errors_path=args.errors
+        )
+    finally:
+        service.application.close()
+        service.positions.engine.dispose()
+
+
+def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
+    """Check every hash chain and signed checkpoint; 0 when intact, 1 with a report of what is wrong where."""
+    from huhang.audit import SERVICES, verify
+
+    try:
+        report = verify(settings, [args.service] if args.service else SERVICES, args.checkpoints)
+    except Exception as exc:  # the stores cannot be read: neither intact nor proven otherwise
+        print(f"huhang audit verify: could not read the logs ({type(exc).__name__})", file=sys.stderr)
+        return 2
+    print(json.dumps(report.as_dict(), indent=2) if args.json else report.render(), flush=True)
+    return 0 if report.ok else 1
+
+
+def cmd_audit_public_key(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the signing key's public key (base64) for verifiers; its key id goes to stderr."""
+    from huhang.checkpoints import load_signer, public_key_b64
+
+    signer = load_signer(settings)
+    if signer is None:  # load_signer makes a development key when none is set
+        return 2
+    print(public_key_b64(signer.public_key), flush=True)
+    print(f"key id {signer.key_id}", file=sys.stderr)
+    return 0
+
+
+def cmd_audit_new_key(args: argparse.Namespace, settings: Settings) -> int:
+    """Print a new Ed25519 private key (base64) for HUHANG_AUDIT_SIGNING_KEY; its public key goes to stderr."""
+    from huhang.checkpoints import Signer, public_key_b64
+
+    signer = Signer.generate()
+    print(signer.private_b64(), flush=True)
+    print(f"public key {public_key_b64(signer.public_key)} (key id {signer.key_id})", file=sys.stderr)
     return 0
 
 
@@ -154,6 +211,37 @@ def parser() -> argparse.ArgumentParser:
 
     router = sub.add_parser("router", help="run the Prefect routing and sweep workflows (distributed)")
     router.set_defaults(func=cmd_router)
+
+    survey = sub.add_parser(
+        "import-survey", help="import a survey roster (摸底排查, CSV or XLSX) with a progress bar",
+        description="Exit status: 0 every row imported, 1 some rows rejected (see the error report), "
+        "2 the file refused (nothing imported).",
+    )
+    survey.add_argument("file", type=Path, help="the roster: .xlsx (first sheet) or .csv (UTF-8 or GB18030)")
+    survey.add_argument("--agency", default="civil_affairs", help="the importing agency's code (default civil_affairs)")
+    survey.add_argument("--errors", type=Path, default=None,
+                        help="where to write the error report (CSV; default: <file>.errors.csv beside the file)")
+    survey.set_defaults(func=cmd_import_survey)
+
+    audit = sub.add_parser("audit", help="tamper evidence: verify the hash-chained logs and signed checkpoints")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_sub.add_parser(
+        "verify", help="check every chain and checkpoint; name each record altered, deleted, inserted or reordered",
+        description="Exit status: 0 every chain and checkpoint verifies, 1 problems found (each named with its "
+        "service, position, originator id and version), 2 the logs could not be read.",
+    )
+    verify.add_argument("--service", choices=services, help="only this service's log (default: every service)")
+    verify.add_argument("--checkpoints", type=Path, default=None,
+                        help="a folder of published checkpoint files (*.checkpoints.jsonl; default: "
+                        "HUHANG_AUDIT_PUBLISH_DIR, or <data dir>/audit)")
+    verify.add_argument("--json", action="store_true", help="the report as JSON")
+    verify.set_defaults(func=cmd_audit_verify)
+    public_key = audit_sub.add_parser(
+        "public-key", help="print the public key (base64) of the checkpoint signing key, for HUHANG_AUDIT_TRUSTED_KEYS"
+    )
+    public_key.set_defaults(func=cmd_audit_public_key)
+    new_key = audit_sub.add_parser("new-key", help="print a new signing key (base64) for HUHANG_AUDIT_SIGNING_KEY")
+    new_key.set_defaults(func=cmd_audit_new_key)
     return p
 
 

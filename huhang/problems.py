@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -145,19 +145,24 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 class BodySizeLimit:
-    """Refuses bodies over ``max_bytes`` with 413 before the route reads them (declared or streamed)."""
+    """Refuses bodies over ``max_bytes`` with 413 before the route reads them (declared or streamed).
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    ``larger`` names paths allowed more (file uploads): path -> their own limit.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, larger: Mapping[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.larger = dict(larger or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.larger.get(scope.get("path", ""), self.max_bytes)
         declared = dict(scope.get("headers", [])).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._too_large(scope, send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._too_large(scope, send, limit)
             return
         received = 0
         too_large = False
@@ -167,7 +172,7 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit:
                     too_large = True
                     raise _BodyTooLarge
             return message
@@ -179,14 +184,14 @@ class BodySizeLimit:
         with contextlib.suppress(_BodyTooLarge):
             await self.app(scope, limited_receive, guarded_send)
         if too_large:
-            await self._too_large(scope, send)
+            await self._too_large(scope, send, limit)
 
-    async def _too_large(self, scope: Scope, send: Send) -> None:
+    async def _too_large(self, scope: Scope, send: Send, limit: int) -> None:
         response = problem_response(
             Problem(
                 type="urn:huhang:problem:body-too-large", title=_title(413), status=413,
-                detail=f"The request body exceeds {self.max_bytes} bytes.", instance=scope.get("path"),
-                errors=[FieldError(field="body", reason=f"larger than {self.max_bytes} bytes")],
+                detail=f"The request body exceeds {limit} bytes.", instance=scope.get("path"),
+                errors=[FieldError(field="body", reason=f"larger than {limit} bytes")],
             )
         )
         await response(scope, _noop_receive, send)

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_IDENTITY_KEY = "development-only-identity-key"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="HUHANG_", extra="ignore")
+    # Errors never echo the input: it may hold a secret (the identity or the audit signing key).
+    model_config = SettingsConfigDict(env_prefix="HUHANG_", extra="ignore", hide_input_in_errors=True)
 
     environment: Literal["development", "production"] = "development"
 
@@ -33,14 +36,26 @@ class Settings(BaseSettings):
 
     # Where the router finds the referral service in distributed mode (embedded mode calls it in-process).
     referral_url: str = "http://127.0.0.1:8002"
+    # Where guardianship files a report from a visit finding in distributed mode (intake's API), and where the
+    # router's care checks reach guardianship (embedded mode calls both in-process).
+    intake_url: str = "http://127.0.0.1:8001"
+    guardianship_url: str = "http://127.0.0.1:8003"
 
     identity_key: SecretStr = SecretStr(DEV_IDENTITY_KEY)
     max_body_bytes: int = 64 * 1024
+    # Routes that take a file upload (the survey import, POST /v1/survey-imports) accept bodies up to this size.
+    max_upload_bytes: int = 50 * 1024 * 1024
     follow_interval_s: float = 0.05
     # A follower that keeps up reads its log at most once per window, so that events saved together are handled
     # as one batch: under load, far less work per event for a little latency per hop.
-    follow_window_s: float = 0.1
+    follow_window_s: float = 0.25
     sweep_interval_s: float = 60.0  # how often overdue referrals are escalated
+    care_check_interval_s: float = 3600.0  # how often overdue visits, parent contacts and agreements are checked
+    # The visit regime (calendar months): contact every child monthly, visit the home every 3 months, and monthly
+    # where the plan asks for more frequent visits (a disability, psychological abnormality, medium or high risk).
+    visit_contact_every_months: int = Field(default=1, ge=1, le=12)
+    visit_home_every_months: int = Field(default=3, ge=1, le=12)
+    visit_frequent_home_every_months: int = Field(default=1, ge=1, le=12)
     # A routing rules file of your own (default: contracts/routing_rules.yaml); changes apply without a restart.
     routing_rules_path: Path | None = None
     batch_size: int = 500
@@ -49,8 +64,39 @@ class Settings(BaseSettings):
     # Fault injection for the crash tests only: "<consumer name>:before-commit" kills the process there.
     failpoint: str | None = None
 
+    # Tamper evidence (huhang/chain.py, huhang/checkpoints.py): every service's log is hash-chained, and its head is
+    # signed every interval (and at shutdown) and published to files in audit_publish_dir (default data_dir/audit).
+    audit_checkpoint_interval_s: float = Field(default=60.0, gt=0)
+    audit_publish_dir: Path | None = None
+    # The base64 of a 32-byte Ed25519 private key. Unset in development: one is generated into
+    # data_dir/audit-signing.key; production refuses to start without it.
+    audit_signing_key: SecretStr | None = None
+    # Public keys (base64, comma-separated) whose checkpoints also verify: those of retired signing keys.
+    audit_trusted_keys: str = ""
+
     @model_validator(mode="after")
     def _no_placeholder_secrets_in_production(self) -> Settings:
         if self.environment == "production" and self.identity_key.get_secret_value() == DEV_IDENTITY_KEY:
             raise ValueError("HUHANG_IDENTITY_KEY must be set to a real secret in production")
         return self
+
+    @model_validator(mode="after")
+    def _audit_keys_are_ed25519(self) -> Settings:
+        if self.audit_signing_key is None:
+            if self.environment == "production":
+                raise ValueError("HUHANG_AUDIT_SIGNING_KEY must be set in production (base64 of an Ed25519 key)")
+        else:
+            _check_key_b64(self.audit_signing_key.get_secret_value(), "HUHANG_AUDIT_SIGNING_KEY")
+        for i, key in enumerate(k for k in self.audit_trusted_keys.split(",") if k.strip()):
+            _check_key_b64(key, f"HUHANG_AUDIT_TRUSTED_KEYS[{i}]")
+        return self
+
+
+def _check_key_b64(text: str, name: str) -> None:
+    """A 32-byte key in base64 (Ed25519); the message names the setting, never the value."""
+    try:
+        raw = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"{name} is not valid base64") from None
+    if len(raw) != 32:
+        raise ValueError(f"{name} must be the base64 of 32 bytes (an Ed25519 key), not {len(raw)} bytes")

@@ -11,9 +11,14 @@ from contracts.events import (
     CourtProtectionOrderIssuedData,
     GuardianshipRiskAssessed,
     GuardianshipRiskAssessedData,
+    InterventionDocument,
+    InterventionRecorded,
+    InterventionRecordedData,
 )
 from huhang.eventstore import integration_event_id
+from services.guardianship.care_integration import care_integration_events
 from services.guardianship.domain import GuardianshipFile
+from services.guardianship.interventions import Intervention
 
 SOURCE = "/huhang/guardianship"
 
@@ -45,4 +50,18 @@ def to_integration_events(e: Any) -> Sequence[CloudEvent]:
                 ),
             )
         ]
-    return []
+    if isinstance(e, Intervention.Recorded):  # type: ignore[attr-defined]
+        return [
+            InterventionRecorded(
+                id=integration_event_id(e), source=SOURCE, subject=str(e.case_id), time=e.timestamp,
+                dataschema=InterventionRecorded.schema_uri(), correlationid=e.correlation_id, actoragency=e.agency,
+                data=InterventionRecordedData(
+                    intervention_id=e.intervention_id, child_id=e.child_id, case_id=e.case_id, kind=e.kind,
+                    agency=e.agency, township=e.township, village=e.village,
+                    documents=tuple(
+                        InterventionDocument(kind=d["kind"], reference=d["reference"]) for d in e.documents
+                    ),
+                ),
+            )
+        ]
+    return care_integration_events(e)

@@ -1,18 +1,44 @@
-"""Intake's HTTP API: file reports, read cases, children and case timelines."""
+"""Intake's HTTP API: file reports, read cases and case timelines, keep children's files (register, facts,
+history, duplicates and merges)."""
 
 from __future__ import annotations
 
 import hashlib
-from typing import Annotated, Any
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 
 from huhang.problems import PROBLEM_RESPONSES, Problem
-from services.intake.application import ChildFacts, FileReport, IntakeApplication
+from services.intake.application import (
+    ChildFacts,
+    FiledReport,
+    FileReport,
+    IntakeApplication,
+    RegisterChild,
+    ReportAboutChild,
+)
+from services.intake.matching import Match
 from services.intake.schemas import (
     CasePublic,
+    ChildHistoryPublic,
+    ChildLinks,
     ChildPublic,
+    ChildRegister,
+    ChildReportCreate,
+    DuplicateDecision,
+    DuplicateListPublic,
+    DuplicateOut,
+    DuplicatePairPublic,
+    FactsRecordedPublic,
+    FactsUpdate,
+    HistoryEntry,
+    MergePublic,
+    RederivePublic,
+    RederiveRequest,
+    RegistrationPublic,
     ReportCreate,
     ReportLinks,
     ReportPublic,
@@ -37,6 +63,13 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 }
 
 router = APIRouter(prefix="/v1", tags=["reports and cases"])
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key", min_length=1, max_length=200,
+        description="Send the same key when retrying: the first answer is returned and nothing is filed twice.",
+    ),
+]
 
 
 @router.post(
@@ -50,13 +83,7 @@ def file_report(
     body: ReportCreate,
     intake: IntakeDep,
     response: Response,
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            alias="Idempotency-Key", min_length=1, max_length=200,
-            description="Send the same key when retrying: the first answer is returned and nothing is filed twice.",
-        ),
-    ] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> ReportPublic:
     """Registers the child if new (one child, one file), opens or updates the child's case and publishes
     `ReportFiled`; the routing rules then open referrals at the responsible agencies within seconds."""
@@ -80,6 +107,10 @@ def file_report(
             idempotency_key=idempotency_key,
         )
     )
+    return _report_answer(filed, response)
+
+
+def _report_answer(filed: FiledReport, response: Response) -> ReportPublic:
     response.headers["Location"] = f"/v1/cases/{filed.case_id}"
     if filed.replayed:
         response.headers["Idempotent-Replayed"] = "true"
@@ -115,8 +146,180 @@ def get_timeline_of_case(case_id: UUID, timeline: TimelineDep) -> TimelinePublic
 
 @router.get("/children/{child_id}", response_model=ChildPublic, responses=NOT_FOUND, summary="A child's file")
 def get_child(child_id: UUID, intake: IntakeDep) -> ChildPublic:
-    child = intake.get_child(child_id)
-    return ChildPublic(
-        child_id=child.id, name=child.name, sex=child.sex, birth_date=child.birth_date,
-        township=child.township, village=child.village, categories=child.categories, case_ids=child.case_ids,
+    """The whole file (一人一档): identity, facts with the source and time of each part, categories derived from the
+    facts with their reasons, what reporters observed, cases, probable duplicates pending, merge links."""
+    return ChildPublic.model_validate(intake.get_child_file(child_id))
+
+
+children = APIRouter(prefix="/v1", tags=["children's files (一人一档)"])
+CHILD_PROBLEMS: dict[int | str, dict[str, Any]] = {**PROBLEM_RESPONSES, **NOT_FOUND}
+CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {"model": Problem, "description": "Conflict", "content": {"application/problem+json": {}}}
+}
+
+
+def _links(child_id: UUID) -> ChildLinks:
+    return ChildLinks(
+        child=f"/v1/children/{child_id}", history=f"/v1/children/{child_id}/history",
+        facts=f"/v1/children/{child_id}/facts",
     )
+
+
+def _duplicates(matches: Sequence[Match]) -> list[DuplicateOut]:
+    return [DuplicateOut(child_id=m.child_id, score=m.score, exact=m.exact, reasons=list(m.reasons)) for m in matches]
+
+
+@children.post(
+    "/children",
+    status_code=status.HTTP_201_CREATED,
+    response_model=RegistrationPublic,
+    responses={**PROBLEM_RESPONSES, 200: {"model": RegistrationPublic, "description": "Already registered"}},
+    summary="Register a child (one child, one file)",
+)
+def register_child(body: ChildRegister, intake: IntakeDep, response: Response) -> RegistrationPublic:
+    """Registers the child once: the same ID number (or, without one, the same name, birth date, sex and place)
+    is the same file (200). Categories are derived from the facts. Probable duplicates are flagged for a person
+    to confirm or dismiss, never merged."""
+    child = body.child
+    registration = intake.register_child(
+        RegisterChild(
+            identity=ChildFacts(
+                name=child.name, sex=child.sex.value, birth_date=child.birth_date,
+                id_card_number=child.id_card_number.upper() if child.id_card_number else None,
+                township=child.township, village=child.village, categories=(),
+            ),
+            facts=body.facts,
+            registered_by=body.registered_by.value,
+            source=body.source,
+        )
+    )
+    response.headers["Location"] = f"/v1/children/{registration.child_id}"
+    if not registration.created:
+        response.status_code = status.HTTP_200_OK
+    return RegistrationPublic(
+        child_id=registration.child_id, created=registration.created, changed=registration.changed,
+        categories=list(registration.categories), duplicates=_duplicates(registration.duplicates),
+        links=_links(registration.child_id),
+    )
+
+
+@children.put(
+    "/children/{child_id}/facts",
+    response_model=FactsRecordedPublic,
+    responses={**CHILD_PROBLEMS, **CONFLICT},
+    summary="Record the facts of a child's file (categories are re-derived)",
+)
+def record_facts(child_id: UUID, body: FactsUpdate, intake: IntakeDep) -> FactsRecordedPublic:
+    """The facts as they now stand replace the recorded ones, with their source; the categories are derived again
+    and the change recorded with what was added and removed and why. Nothing is recorded when nothing changed."""
+    recorded = intake.record_facts(child_id, body.facts, recorded_by=body.recorded_by.value, source=body.source)
+    return FactsRecordedPublic(
+        child_id=recorded.child_id, changed=recorded.changed, categories=list(recorded.categories),
+        duplicates=_duplicates(recorded.duplicates),
+    )
+
+
+@children.get(
+    "/children/{child_id}/history",
+    response_model=ChildHistoryPublic,
+    responses=NOT_FOUND,
+    summary="Every change of a child's file, with its source and time",
+)
+def get_child_history(child_id: UUID, intake: IntakeDep) -> ChildHistoryPublic:
+    return ChildHistoryPublic(
+        child_id=child_id,
+        entries=[HistoryEntry.model_validate(e) for e in intake.get_child_history(child_id)],
+    )
+
+
+@children.get("/duplicates", response_model=DuplicateListPublic, summary="Probable duplicates to review")
+def list_duplicates(
+    intake: IntakeDep,
+    status_: Annotated[
+        Literal["pending", "dismissed", "confirmed"] | None, Query(alias="status", description="Default: pending.")
+    ] = "pending",
+    township: Annotated[str | None, Query(max_length=50)] = None,
+    after: Annotated[str | None, Query(max_length=80, description="The `next_cursor` of the previous page.")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> DuplicateListPublic:
+    rows = intake.pending_duplicates(township=township, status=status_, after=after, limit=limit)
+    items = [
+        DuplicatePairPublic.model_validate({
+            **row,
+            "links": {
+                "child": f"/v1/children/{row['child_id']}", "other_child": f"/v1/children/{row['other_child_id']}",
+                "confirm": f"/v1/children/{row['child_id']}/duplicates/{row['other_child_id']}/confirm",
+                "dismiss": f"/v1/children/{row['child_id']}/duplicates/{row['other_child_id']}/dismiss",
+            },
+        })
+        for row in rows
+    ]
+    return DuplicateListPublic(items=items, next_cursor=items[-1].pair if len(items) == limit else None)
+
+
+@children.post(
+    "/children/{child_id}/duplicates/{other_id}/confirm",
+    response_model=MergePublic,
+    responses={**CHILD_PROBLEMS, **CONFLICT},
+    summary="Confirm a duplicate: merge the other file into this one",
+)
+def confirm_duplicate(child_id: UUID, other_id: UUID, body: DuplicateDecision, intake: IntakeDep) -> MergePublic:
+    """`other_id` is merged into `child_id`: both histories are kept, the merge is an event, and the surviving file
+    takes over the other's cases. 409 when either file was already merged."""
+    merge = intake.confirm_duplicate(child_id, other_id, by=body.by.value, note=body.note)
+    return MergePublic(
+        child_id=merge.survivor_id, merged_child_id=merge.merged_child_id, case_ids=list(merge.case_ids),
+        categories=list(merge.categories),
+    )
+
+
+@children.post(
+    "/children/{child_id}/duplicates/{other_id}/dismiss",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={**CHILD_PROBLEMS, **CONFLICT},
+    summary="Dismiss a probable duplicate: two different children",
+)
+def dismiss_duplicate(child_id: UUID, other_id: UUID, body: DuplicateDecision, intake: IntakeDep) -> Response:
+    intake.dismiss_duplicate(child_id, other_id, by=body.by.value, note=body.note)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@children.post(
+    "/children/{child_id}/reports",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ReportPublic,
+    responses=CHILD_PROBLEMS,
+    summary="File a report about a registered child, by id",
+)
+def file_report_about_child(
+    child_id: UUID,
+    body: ChildReportCreate,
+    intake: IntakeDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> ReportPublic:
+    """As `POST /v1/reports`, for a child already registered (e.g. a finding of the child director's visit)."""
+    fingerprint = hashlib.sha256(f"{child_id}\x1f{body.model_dump_json()}".encode()).hexdigest()
+    filed = intake.file_report_about_child(
+        child_id,
+        ReportAboutChild(
+            reporter_agency=body.reporter.agency.value, reporter_role=body.reporter.role.value,
+            reporter_reference=body.reporter.reference, concern_category=body.concern_category.value,
+            urgency=body.urgency.value, observations=body.observations, observed_on=body.observed_on,
+            fingerprint=fingerprint, idempotency_key=idempotency_key,
+        ),
+    )
+    return _report_answer(filed, response)
+
+
+@children.post(
+    "/children/rederivations",
+    response_model=RederivePublic,
+    responses=PROBLEM_RESPONSES,
+    summary="Re-derive the categories that change with time (daily job)",
+)
+def rederive(body: RederiveRequest, intake: IntakeDep) -> RederivePublic:
+    """Children whose parents reached three months away since the last derivation become left-behind: each change
+    is recorded and published like any other. Running it twice changes nothing twice."""
+    as_of = body.as_of or datetime.now(UTC).date()
+    return RederivePublic(as_of=as_of, changed=intake.rederive_categories(as_of))

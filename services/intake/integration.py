@@ -1,43 +1,111 @@
-"""The one mapping from intake's domain events to integration events (contracts/)."""
+"""The one mapping from intake's domain events to integration events (contracts/).
+
+Codes and ids only: the child's name, ID number, facts and notes never leave intake. Child-level events are
+about the child's standing care case (``contracts.cases.care_case_id``): it is their subject and Kafka key.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
+from contracts.cases import care_case_id
 from contracts.envelope import CloudEvent
-from contracts.events import ReportFiled, ReportFiledData
+from contracts.events import (
+    ChildFileUpdated,
+    ChildFileUpdatedData,
+    ChildrenMerged,
+    ChildrenMergedData,
+    ReportFiled,
+    ReportFiledData,
+)
 from huhang.eventstore import integration_event_id
-from services.intake.domain import Case
+from services.intake.domain import Case, Child
 
 SOURCE = "/huhang/intake"
 
 
 def to_integration_events(domain_event: Any) -> Sequence[CloudEvent]:
     if isinstance(domain_event, Case.ReportFiled):  # type: ignore[attr-defined]
-        event_id = integration_event_id(domain_event)
-        return [
-            ReportFiled(
-                id=event_id,
-                source=SOURCE,
-                subject=str(domain_event.originator_id),
-                time=domain_event.timestamp,
-                dataschema=ReportFiled.schema_uri(),
-                correlationid=event_id,
-                actoragency=domain_event.reporter_agency,
-                data=ReportFiledData(
-                    report_id=domain_event.report_id,
-                    case_id=domain_event.originator_id,
-                    child_id=domain_event.child_id,
-                    reporter_agency=domain_event.reporter_agency,
-                    reporter_role=domain_event.reporter_role,
-                    concern_category=domain_event.concern_category,
-                    urgency=domain_event.urgency,
-                    child_categories=tuple(domain_event.child_categories),
-                    township=domain_event.township,
-                    village=domain_event.village,
-                    observed_on=domain_event.observed_on,
-                ),
-            )
-        ]
+        return [_report_filed(domain_event)]
+    if isinstance(domain_event, Child.CategoriesDerived):  # type: ignore[attr-defined]
+        return [_child_file_updated(domain_event)]
+    if isinstance(domain_event, Child.Absorbed):  # type: ignore[attr-defined]
+        return [_children_merged(domain_event)]
     return []
+
+
+def _report_filed(e: Any) -> ReportFiled:
+    event_id = integration_event_id(e)
+    return ReportFiled(
+        id=event_id,
+        source=SOURCE,
+        subject=str(e.originator_id),
+        time=e.timestamp,
+        dataschema=ReportFiled.schema_uri(),
+        correlationid=event_id,
+        actoragency=e.reporter_agency,
+        data=ReportFiledData(
+            report_id=e.report_id,
+            case_id=e.originator_id,
+            child_id=e.child_id,
+            reporter_agency=e.reporter_agency,
+            reporter_role=e.reporter_role,
+            concern_category=e.concern_category,
+            urgency=e.urgency,
+            child_categories=tuple(e.child_categories),
+            township=e.township,
+            village=e.village,
+            observed_on=e.observed_on,
+        ),
+    )
+
+
+def _child_file_updated(e: Any) -> ChildFileUpdated:
+    event_id = integration_event_id(e)
+    case_id = care_case_id(e.originator_id)
+    return ChildFileUpdated(
+        id=event_id,
+        source=SOURCE,
+        subject=str(case_id),
+        time=e.timestamp,
+        dataschema=ChildFileUpdated.schema_uri(),
+        correlationid=event_id,
+        actoragency=e.derived_by,
+        data=ChildFileUpdatedData(
+            child_id=e.originator_id,
+            case_id=case_id,
+            township=e.township,
+            village=e.village,
+            categories=tuple(e.categories),
+            added_categories=tuple(e.added),
+            removed_categories=tuple(e.removed),
+            category_reasons=tuple(e.reasons),
+            parents_away=e.parents_away,
+            parents_away_since=e.parents_away_since,
+            frequent_visit_reasons=tuple(e.frequent_visit_reasons),
+            has_entrusted_caregiver=e.has_entrusted_caregiver,
+        ),
+    )
+
+
+def _children_merged(e: Any) -> ChildrenMerged:
+    event_id = integration_event_id(e)
+    case_id = care_case_id(e.originator_id)
+    return ChildrenMerged(
+        id=event_id,
+        source=SOURCE,
+        subject=str(case_id),
+        time=e.timestamp,
+        dataschema=ChildrenMerged.schema_uri(),
+        correlationid=event_id,
+        actoragency=e.by,
+        data=ChildrenMergedData(
+            child_id=e.originator_id,
+            merged_child_id=e.merged_child_id,
+            case_id=case_id,
+            township=e.township,
+            village=e.village,
+            merged_by=e.by,
+        ),
+    )

@@ -10,9 +10,10 @@ from huhang.service import Subscription
 from huhang.settings import Settings
 from huhang.storage import eventsourcing_env, read_model_engine
 from huhang.streams import DomainToContract, Positions
-from services.intake.api import router
+from services.intake.api import children, router
 from services.intake.application import IntakeApplication
 from services.intake.integration import to_integration_events
+from services.intake.survey_api import router as survey_router
 from services.intake.timeline import CaseTimeline
 
 ALL_CASE_EVENT_SOURCES = ("intake", "referral", "guardianship")
@@ -31,7 +32,7 @@ class IntakeService:
         return to_integration_events
 
     def routers(self) -> list[APIRouter]:
-        return [router]
+        return [router, children, survey_router]
 
     def bind(self, api: FastAPI) -> None:
         api.state.intake = self.application
@@ -48,6 +49,7 @@ def build(settings: Settings) -> IntakeService:
         application=IntakeApplication(
             eventsourcing_env(settings, "intake"),
             identity_key=settings.identity_key.get_secret_value().encode(),
+            read_engine=engine,
         ),
         positions=Positions(engine),
         timeline=CaseTimeline(engine),

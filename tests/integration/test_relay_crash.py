@@ -3,7 +3,6 @@ idempotent consumers, doubles nothing: every referral exists exactly once."""
 
 from __future__ import annotations
 
-import json
 import threading
 import uuid
 from collections import Counter
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer
 
-from contracts.events import parse_event
+from contracts.events import ReportFiled, parse_event
 from contracts.routing import load_rules
 from huhang.bootstrap import subscription_consumers, topic_of
 from huhang.kafka import KafkaSource
@@ -106,8 +105,16 @@ def test_relay_killed_before_commit_repeats_events_but_each_referral_exists_once
     with huhang_process(["worker", "intake"], env, tmp_path / "restarted.log"):
         eventually(lambda: len(_records(kafka_bootstrap, topic)) >= published_once + REPORTS, timeout_s=60)
 
-    ids = Counter(json.loads(v)["id"] for v in _records(kafka_bootstrap, topic))
-    assert len(ids) == REPORTS  # nothing lost
+    records = [parse_event(v) for v in _records(kafka_bootstrap, topic)]
+    ids = Counter(str(e.id) for e in records)
+    distinct = {e.id: e for e in records}.values()
+    assert sum(isinstance(e, ReportFiled) for e in distinct) == REPORTS  # nothing lost
+    intake = intake_main.build(settings)
+    logged = [
+        e for n in intake.application.recorder.select_notifications(0, 10_000)
+        for e in intake.to_integration_events()(intake.application.mapper.to_domain_event(n))
+    ]
+    assert set(ids) == {str(e.id) for e in logged}  # every event of intake's log was published, none invented
     assert max(ids.values()) == 2  # the batch in flight at the crash was published twice
 
     referral = referral_main.build(settings)
@@ -123,7 +130,7 @@ def test_relay_killed_before_commit_repeats_events_but_each_referral_exists_once
     flow = threading.Thread(target=route_case_events, args=(router, stop), kwargs={"poll_timeout_s": 0.5})
     flow.start()
     try:
-        per_report = len(load_rules().route(parse_event(_records(kafka_bootstrap, topic)[0])))
+        expected = sum(len(load_rules().route(e)) for e in distinct)  # reports, and children's files if routed
         inbox_consumer = subscription_consumers(settings, referral)[0]
 
         def referral_count() -> int:
@@ -133,10 +140,10 @@ def test_relay_killed_before_commit_repeats_events_but_each_referral_exists_once
                 for a in ("police", "civil_affairs", "womens_federation", "justice", "education")
             )
 
-        eventually(lambda: referral_count() == REPORTS * per_report, timeout_s=60)
+        eventually(lambda: referral_count() == expected, timeout_s=60)
     finally:
         stop.set()
         flow.join(30)
         source.close()
-    assert referral_count() == REPORTS * per_report
-    assert referral.application.recorder.max_notification_id() == REPORTS * per_report
+    assert referral_count() == expected
+    assert referral.application.recorder.max_notification_id() == expected

@@ -14,9 +14,14 @@ from pydantic import ValidationError
 from contracts.envelope import CloudEvent
 from contracts.events import (
     CONTRACT_EVENTS,
+    ChildFileUpdated,
+    ChildrenMerged,
     CourtProtectionOrderIssued,
+    EntrustedCareFlagged,
     GuardianshipRiskAssessed,
+    InterventionRecorded,
     JobAssistanceRequested,
+    ParentContactMissed,
     ReferralEscalated,
     ReferralOwnerChanged,
     ReferralRequested,
@@ -24,6 +29,8 @@ from contracts.events import (
     ReferralStatusChanged,
     ReportFiled,
     SchoolDropoutReported,
+    VisitOverdue,
+    VisitRecorded,
     parse_event,
 )
 from contracts.jsonschema import SCHEMAS_DIR, contract_schemas, write_schemas
@@ -54,6 +61,35 @@ SAMPLE_DATA: dict[type[CloudEvent], dict[str, Any]] = {
     JobAssistanceRequested: {
         "case_id": CASE_ID, "child_id": CHILD_ID, "parent_relation": "father", "wants_local_work": True,
         "wants_training": True, **PLACE,
+    },
+    ChildFileUpdated: {
+        "child_id": CHILD_ID, "case_id": CASE_ID, "categories": ("left_behind",), "added_categories": ("left_behind",),
+        "removed_categories": (), "category_reasons": ("left_behind:parents_away_3_months_outside_county",),
+        "parents_away": True, "parents_away_since": date(2026, 3, 1), "frequent_visit_reasons": (),
+        "has_entrusted_caregiver": True, **PLACE,
+    },
+    ChildrenMerged: {
+        "child_id": CHILD_ID, "merged_child_id": uuid.uuid4(), "case_id": CASE_ID, "merged_by": "civil_affairs",
+        **PLACE,
+    },
+    VisitRecorded: {
+        "visit_id": uuid.uuid4(), "child_id": CHILD_ID, "case_id": CASE_ID, "kind": "home_visit",
+        "visited_on": date(2026, 11, 27), "findings": ("all_well",), "next_contact_due_on": date(2026, 12, 27),
+        "next_home_visit_due_on": date(2027, 2, 27), **PLACE,
+    },
+    VisitOverdue: {
+        "child_id": CHILD_ID, "case_id": CASE_ID, "kind": "contact", "due_on": date(2026, 11, 20),
+        "days_overdue": 9, **PLACE,
+    },
+    ParentContactMissed: {
+        "child_id": CHILD_ID, "case_id": CASE_ID, "last_contact_on": date(2026, 11, 18),
+        "days_without_contact": 11, "consecutive_misses": 1, "escalated": False, **PLACE,
+    },
+    EntrustedCareFlagged: {"child_id": CHILD_ID, "case_id": CASE_ID, "problem": "expired", **PLACE},
+    InterventionRecorded: {
+        "intervention_id": uuid.uuid4(), "case_id": CASE_ID, "child_id": CHILD_ID, "kind": "police_reprimand",
+        "agency": "police", "documents": ({"kind": "reprimand_letter", "reference": "乐公(虹)训字〔2026〕12号"},),
+        **PLACE,
     },
     ReferralRequested: {
         "referral_id": uuid.uuid4(), "case_id": CASE_ID, "child_id": CHILD_ID, "owner_agency": "police",

@@ -23,7 +23,8 @@ def _request_bodies(openapi: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]
         for method, operation in operations.items():
             body = operation.get("requestBody")
             if body:
-                bodies.append((f"{method.upper()} {path}", body["content"]["application/json"]["schema"]))
+                media = body["content"].get("application/json") or next(iter(body["content"].values()))
+                bodies.append((f"{method.upper()} {path}", media["schema"]))
     return bodies
 
 

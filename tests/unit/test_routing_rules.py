@@ -14,13 +14,20 @@ from pydantic import ValidationError
 from contracts.agencies import Agency
 from contracts.envelope import CloudEvent
 from contracts.events import (
+    ChildFileUpdated,
+    ChildrenMerged,
     CourtProtectionOrderIssued,
+    EntrustedCareFlagged,
     GuardianshipRiskAssessed,
+    InterventionRecorded,
     JobAssistanceRequested,
+    ParentContactMissed,
     ReferralStatusChanged,
     ReferralStatusChangedData,
     ReportFiled,
     SchoolDropoutReported,
+    VisitOverdue,
+    VisitRecorded,
 )
 from contracts.plan import PLAN_TASKS
 from contracts.routing import RoutedReferral, RoutingRules, Rule, load_rules
@@ -53,9 +60,33 @@ BASE_DATA: dict[type[CloudEvent], dict[str, Any]] = {
         "parent_relation": "mother", "wants_local_work": True, "wants_training": False,
         "township": "虹桥镇", "village": "溪西村",
     },
+    ChildFileUpdated: {
+        "categories": (), "added_categories": (), "removed_categories": (), "category_reasons": (),
+        "parents_away": False, "parents_away_since": None, "frequent_visit_reasons": (),
+        "has_entrusted_caregiver": False, "township": "虹桥镇", "village": "溪西村",
+    },
+    ChildrenMerged: {
+        "merged_child_id": uuid.uuid4(), "merged_by": "civil_affairs", "township": "虹桥镇", "village": "溪西村",
+    },
+    VisitRecorded: {
+        "kind": "contact", "visited_on": date(2026, 11, 27), "findings": ("all_well",),
+        "next_contact_due_on": date(2026, 12, 27), "next_home_visit_due_on": date(2027, 2, 27),
+        "township": "虹桥镇", "village": "溪西村",
+    },
+    VisitOverdue: {
+        "kind": "contact", "due_on": date(2026, 11, 20), "days_overdue": 1, "township": "虹桥镇", "village": "溪西村",
+    },
+    ParentContactMissed: {
+        "last_contact_on": date(2026, 11, 18), "days_without_contact": 8, "consecutive_misses": 1, "escalated": False,
+        "township": "虹桥镇", "village": "溪西村",
+    },
+    EntrustedCareFlagged: {"problem": "missing", "township": "虹桥镇", "village": "溪西村"},
+    InterventionRecorded: {
+        "kind": "admonition", "agency": "village", "documents": (), "township": "虹桥镇", "village": "溪西村",
+    },
 }
 CLASS_OF_TYPE = {cls.event_type: cls for cls in BASE_DATA}
-ID_FIELDS = ("report_id", "assessment_id", "order_id")
+ID_FIELDS = ("report_id", "assessment_id", "order_id", "intervention_id", "visit_id")
 
 
 def make_event(cls: type[CloudEvent], event_id: uuid.UUID | None = None, **data: Any) -> CloudEvent:

@@ -1,0 +1,199 @@
+"""Guardianship care's HTTP API: entrusted-care agreements, parent contacts, visits, a child's care, the checks."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, date, datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from pydantic import BaseModel
+
+from contracts.cases import care_case_id
+from huhang.problems import PROBLEM_RESPONSES, Problem
+from services.guardianship.care_application import (
+    CareApplication,
+    RecordAgreement,
+    RecordParentContact,
+    RecordVisit,
+    VisitReport,
+)
+from services.guardianship.care_schemas import (
+    AgreementCreate,
+    AgreementPublic,
+    AgreementSignature,
+    CareCheckCreate,
+    CareCheckPublic,
+    CarePublic,
+    FiledReportPublic,
+    ParentContactCreate,
+    ParentContactPublic,
+    VisitCreate,
+    VisitPublic,
+)
+from services.guardianship.children import china_date
+
+
+def get_care(request: Request) -> CareApplication:
+    return request.app.state.care
+
+
+CareDep = Annotated[CareApplication, Depends(get_care)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key", min_length=1, max_length=200,
+        description="Send the same key when retrying: the first answer is returned and nothing is recorded twice.",
+    ),
+]
+
+
+def _problem(status: int, description: str) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": Problem, "description": description, "content": {"application/problem+json": {}}}}
+
+
+CHILD_PROBLEMS = {
+    **PROBLEM_RESPONSES, **_problem(403, "Not an agency that records care"),
+    **_problem(404, "Unknown child"), **_problem(409, "The child's file was merged into another"),
+}
+
+router = APIRouter(prefix="/v1", tags=["guardianship care"])
+
+
+def _fingerprint(body: BaseModel) -> str:
+    return hashlib.sha256(body.model_dump_json().encode()).hexdigest()
+
+
+def _replayed(response: Response, replayed: bool) -> None:
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+
+
+@router.post(
+    "/children/{child_id}/entrusted-care-agreements",
+    status_code=status.HTTP_201_CREATED,
+    response_model=AgreementPublic,
+    responses=CHILD_PROBLEMS,
+    summary="Record an entrusted-care agreement (委托照护协议)",
+)
+def record_agreement(
+    child_id: UUID, body: AgreementCreate, care: CareDep, response: Response, idempotency_key: IdempotencyKey = None
+) -> AgreementPublic:
+    """Required while the child's parents are away: without a signed agreement in force, the scheduled check
+    flags the child to the village (`EntrustedCareFlagged`: missing, unsigned or expired)."""
+    recorded = care.record_agreement(child_id, RecordAgreement(
+        caregiver_name=body.caregiver_name, relation=body.relation.value, start_on=body.start_on,
+        end_on=body.end_on, signed=body.signed, signed_on=body.signed_on, recorded_by=body.recorded_by.value,
+        fingerprint=_fingerprint(body), idempotency_key=idempotency_key,
+    ))
+    response.headers["Location"] = f"/v1/children/{child_id}/care"
+    _replayed(response, recorded.replayed)
+    return _agreement(care, child_id, recorded.id)
+
+
+@router.post(
+    "/children/{child_id}/entrusted-care-agreements/{agreement_id}/signature",
+    response_model=AgreementPublic,
+    responses=CHILD_PROBLEMS,
+    summary="Record that an entrusted-care agreement was signed",
+)
+def sign_agreement(child_id: UUID, agreement_id: UUID, body: AgreementSignature, care: CareDep) -> AgreementPublic:
+    """Signing again on the same day changes nothing; another signing day answers 409."""
+    care.sign_agreement(child_id, agreement_id, body.signed_on, body.agency.value)
+    return _agreement(care, child_id, agreement_id)
+
+
+def _agreement(care: CareApplication, child_id: UUID, agreement_id: UUID) -> AgreementPublic:
+    return AgreementPublic.model_validate(care.agreement(child_id, agreement_id))
+
+
+@router.post(
+    "/children/{child_id}/parent-contacts",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ParentContactPublic,
+    responses=CHILD_PROBLEMS,
+    summary="Record a contact between a parent working away and the child",
+)
+def record_parent_contact(
+    child_id: UUID, body: ParentContactCreate, care: CareDep, response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> ParentContactPublic:
+    """Parents away must contact the child at least weekly: more than 7 days without a recorded contact raises
+    `ParentContactMissed` to the village, and a second missed week in a row goes to the township and civil
+    affairs."""
+    recorded = care.record_parent_contact(child_id, RecordParentContact(
+        contacted_on=body.contacted_on, channel=body.channel.value, parent=body.parent.value,
+        recorded_by=body.recorded_by.value, fingerprint=_fingerprint(body), idempotency_key=idempotency_key,
+    ))
+    response.headers["Location"] = f"/v1/children/{child_id}/care"
+    _replayed(response, recorded.replayed)
+    return ParentContactPublic(
+        contact_id=recorded.id, child_id=child_id, contacted_on=body.contacted_on, channel=body.channel,
+        parent=body.parent,
+    )
+
+
+@router.post(
+    "/children/{child_id}/visits",
+    status_code=status.HTTP_201_CREATED,
+    response_model=VisitPublic,
+    responses={**CHILD_PROBLEMS, **_problem(503, "Intake could not file the report; nothing recorded")},
+    summary="Record a contact or home visit by the child director, optionally filing a report",
+)
+def record_visit(
+    child_id: UUID, body: VisitCreate, care: CareDep, response: Response, idempotency_key: IdempotencyKey = None
+) -> VisitPublic:
+    """Publishes `VisitRecorded` with the next due contact and home visit; a caregiver found unable or neglectful
+    also raises `EntrustedCareFlagged`. With `report`, a mandatory report is filed with intake first (its case id
+    is in the answer); if intake refuses it, nothing is recorded."""
+    report = body.report
+    visit = care.record_visit(child_id, RecordVisit(
+        kind=body.kind.value, visited_on=body.visited_on, agency=body.agency.value, director_id=body.director_id,
+        findings=tuple(f.value for f in body.findings), notes=body.notes, fingerprint=_fingerprint(body),
+        report=VisitReport(
+            concern_category=report.concern_category.value, urgency=report.urgency.value,
+            observations=report.observations, reporter_role=report.reporter_role.value,
+            reporter_reference=report.reference,
+        ) if report is not None else None,
+        idempotency_key=idempotency_key,
+    ))
+    response.headers["Location"] = f"/v1/children/{child_id}/care"
+    _replayed(response, visit.replayed)
+    return VisitPublic(
+        visit_id=visit.visit_id, child_id=child_id, case_id=care_case_id(child_id), kind=visit.kind,
+        visited_on=visit.visited_on, findings=list(visit.findings),
+        next_contact_due_on=visit.next_due.contact_due_on, next_home_visit_due_on=visit.next_due.home_visit_due_on,
+        report=FiledReportPublic(report_id=visit.report_id, case_id=visit.report_case_id)
+        if visit.report_id is not None and visit.report_case_id is not None else None,
+    )
+
+
+@router.get(
+    "/children/{child_id}/care",
+    response_model=CarePublic,
+    responses={**_problem(404, "Unknown child"), **_problem(409, "Merged into another file"),
+               422: PROBLEM_RESPONSES[422]},
+    summary="A child's care: entrusted care, parent contact, visits, what is due and overdue",
+)
+def get_care_of_child(
+    child_id: UUID, care: CareDep,
+    as_of: Annotated[date | None, Query(description="The day to judge on (default: today, China time).")] = None,
+) -> CarePublic:
+    return CarePublic.model_validate(care.care_of(child_id, as_of or china_date(datetime.now(UTC))))
+
+
+@router.post(
+    "/care-checks",
+    response_model=CareCheckPublic,
+    responses=PROBLEM_RESPONSES,
+    summary="Run the care checks now (overdue visits, missed parent contact, entrusted care)",
+)
+def run_care_checks(body: CareCheckCreate, care: CareDep) -> CareCheckPublic:
+    """What the scheduled `check-care-obligations` flow calls; idempotent: a second run raises nothing twice."""
+    result = care.check(china_date(body.now or datetime.now(UTC)))
+    return CareCheckPublic(
+        checked_on=result.checked_on, children_checked=result.children_checked,
+        visit_overdue=result.visit_overdue, parent_contact_missed=result.parent_contact_missed,
+        entrusted_care_flagged=result.entrusted_care_flagged,
+    )

@@ -1,0 +1,146 @@
+"""The persistent match index on every store (in-memory SQLite, SQLite file, PostgreSQL): the same answers as the
+in-memory matcher, idempotent upserts, removal, and a batch of 500 answered with one query."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Iterator
+from datetime import date
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, event, func, select
+
+from bench.child_matching import record_of
+from bench.synthetic_roster import generate_roster
+from huhang.settings import Settings
+from huhang.storage import read_model_engine
+from services.intake.match_index import MatchIndex, match_index_table
+from services.intake.matching import BLOCKING_COMPLETE_AT, DuplicateMatcher, PersonRecord
+
+ID_CARD = "33038220160512234X"
+
+
+@pytest.fixture
+def engine(any_storage_settings: Settings) -> Iterator[Engine]:
+    built = read_model_engine(any_storage_settings, "intake")
+    yield built
+    built.dispose()
+
+
+@pytest.fixture
+def index(engine: Engine) -> MatchIndex:
+    return MatchIndex(engine)
+
+
+def person(name: str = "李晓雨", **changes: object) -> PersonRecord:
+    base = PersonRecord(
+        child_id=uuid.uuid4(), name=name, sex="female", birth_date=date(2016, 5, 12), id_card_number=None,
+        township="虹桥镇", village="溪西村",
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def rows_in(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(match_index_table)).scalar_one())
+
+
+class StatementCounter:
+    def __init__(self, engine: Engine) -> None:
+        self.selects = 0
+        event.listen(engine, "before_cursor_execute", self._count)
+        self.engine = engine
+
+    def _count(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            self.selects += 1
+
+    def close(self) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._count)
+
+
+def test_the_index_answers_as_the_in_memory_matcher(index: MatchIndex) -> None:
+    rows = list(generate_roster(1500, duplicate_rate=0.15, seed=21))
+    records = [record_of(i, row) for i, row in enumerate(rows)]
+    stored, asked = records[:1000], records[1000:]
+    index.upsert(stored)
+    matcher = DuplicateMatcher()
+    for record in stored:
+        matcher.add(record)
+    answers = index.candidates_many(asked)
+    assert set(answers) == {r.child_id for r in asked}
+    expected = {r.child_id: matcher.candidates(r) for r in asked}
+    assert answers == expected
+    assert sum(1 for found in answers.values() if found) > 40  # seeded duplicates of the first 1,000 are found
+    one = next(r for r in asked if expected[r.child_id])
+    assert index.candidates(one) == expected[one.child_id]
+
+
+def test_a_batch_of_500_takes_one_query(index: MatchIndex, engine: Engine) -> None:
+    records = [record_of(i, row) for i, row in enumerate(generate_roster(1000, seed=22))]
+    index.upsert(records[:500])
+    counter = StatementCounter(engine)
+    try:
+        index.candidates_many(records[500:])
+    finally:
+        counter.close()
+    assert counter.selects == 1
+
+
+def test_upsert_is_idempotent_and_replaces_a_childs_record(index: MatchIndex, engine: Engine) -> None:
+    record = person(id_card_number=ID_CARD.lower())
+    index.upsert([record, person("王芳")])
+    index.upsert([record])
+    assert rows_in(engine) == 2
+    assert [m.child_id for m in index.candidates(person("李小雨"))] == [record.child_id]
+    moved = dataclasses.replace(record, name="张伟", birth_date=date(2012, 3, 4), id_card_number=None)
+    index.upsert([record, moved])  # the last record of a child in a batch wins
+    assert rows_in(engine) == 2
+    assert index.candidates(person("李小雨")) == []
+    assert [m.child_id for m in index.candidates(person("张伟", birth_date=date(2012, 3, 4)))] == [record.child_id]
+
+
+def test_the_identity_card_number_matches_exactly_whatever_the_case(index: MatchIndex) -> None:
+    record = person(id_card_number=ID_CARD.lower())
+    index.upsert([record])
+    [match] = index.candidates(person("王芳", birth_date=date(2010, 1, 1), township="柳市镇", id_card_number=ID_CARD))
+    assert match.exact
+    assert match.child_id == record.child_id
+    assert index.candidates(person(id_card_number="330382201605122358")) == []  # another number: not a match
+
+
+def test_removed_children_are_no_longer_candidates(index: MatchIndex, engine: Engine) -> None:
+    kept, removed = person(), person("李小雨")
+    index.upsert([kept, removed])
+    index.remove([removed.child_id, removed.child_id, uuid.uuid4()])
+    assert rows_in(engine) == 1
+    assert [m.child_id for m in index.candidates(person("李晓宇"))] == [kept.child_id]
+
+
+def test_a_child_is_never_its_own_candidate(index: MatchIndex) -> None:
+    record = person(id_card_number=ID_CARD)
+    index.upsert([record])
+    assert index.candidates(record) == []
+    assert index.candidates_many([record, dataclasses.replace(record, name="李小雨")]) == {record.child_id: []}
+
+
+def test_within_batch_finds_a_child_repeated_in_the_same_batch(index: MatchIndex) -> None:
+    first, again = person(), person("李小雨", birth_date=date(2016, 12, 5))
+    assert index.candidates_many([first, again]) == {first.child_id: [], again.child_id: []}
+    found = index.candidates_many([first, again], within_batch=True)
+    assert found[first.child_id] == []
+    assert [m.child_id for m in found[again.child_id]] == [first.child_id]
+    assert "birth_date_day_month_swapped" in found[again.child_id][0].reasons
+
+
+def test_the_index_survives_a_second_instance_on_the_same_store(engine: Engine) -> None:
+    record = person()
+    MatchIndex(engine).upsert([record])
+    assert [m.child_id for m in MatchIndex(engine).candidates(person("李曉雨"))] == [record.child_id]
+
+
+def test_a_threshold_blocking_does_not_cover_is_refused(engine: Engine) -> None:
+    with pytest.raises(ValueError, match="threshold"):
+        MatchIndex(engine, threshold=BLOCKING_COMPLETE_AT - 0.05)
