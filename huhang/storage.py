@@ -6,9 +6,13 @@ Read models and follower positions live beside the events (SQLAlchemy).
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+import weakref
+from pathlib import Path
+
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.pool import StaticPool
 
 from huhang.settings import Settings
 from huhang.sql import racing_ddl
@@ -68,17 +72,15 @@ def ensure_schema(settings: Settings, service: str) -> None:
 def read_model_engine(settings: Settings, service: str) -> Engine:
     """The SQLAlchemy engine for one service's read models and follower positions."""
     if settings.storage == "memory":
-        return create_engine(
-            "sqlite://", connect_args={"check_same_thread": False}, poolclass=StaticPool
-        )
+        # Not kept: a SQLite file in a temporary folder that goes with the engine. (One in-memory connection
+        # shared by every thread is not safe once requests write read models concurrently.)
+        folder = tempfile.mkdtemp(prefix=f"huhang-{service}-")
+        engine = _sqlite_file_engine(Path(folder) / f"{service}.read.sqlite")
+        weakref.finalize(engine, shutil.rmtree, folder, True)  # removed with the engine (or at exit)
+        return engine
     if settings.storage == "sqlite":
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(
-            f"sqlite:///{settings.data_dir / f'{service}.read.sqlite'}",
-            connect_args={"check_same_thread": False, "timeout": 30},
-        )
-        event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
+        return _sqlite_file_engine(settings.data_dir / f"{service}.read.sqlite")
     ensure_schema(settings, service)
     return create_engine(
         _sqlalchemy_postgres_url(settings),
@@ -87,6 +89,12 @@ def read_model_engine(settings: Settings, service: str) -> Engine:
         max_overflow=10,
         connect_args={"options": f"-c search_path={schema_name(settings, service)}"},
     )
+
+
+def _sqlite_file_engine(path: Path) -> Engine:
+    engine = create_engine(f"sqlite:///{path}", connect_args={"check_same_thread": False, "timeout": 30})
+    event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
