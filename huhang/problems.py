@@ -144,6 +144,11 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+def problem_doc(status: int, description: str) -> dict[int | str, dict[str, Any]]:
+    """An OpenAPI ``responses`` entry for a problem+json answer."""
+    return {status: {"model": Problem, "description": description, "content": {PROBLEM_JSON: {}}}}
+
+
 class BodySizeLimit:
     """Refuses bodies over ``max_bytes`` with 413 before the route reads them (declared or streamed).
 

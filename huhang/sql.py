@@ -13,9 +13,13 @@ from sqlalchemy.exc import IntegrityError, InternalError, ProgrammingError
 T = TypeVar("T")
 
 
-def _insert(conn: Connection, table: Table) -> Any:
+def dialect_insert(conn: Connection, table: Table) -> Any:
+    """The dialect's INSERT (with ``on_conflict_do_*``) for this connection: PostgreSQL or SQLite."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     return dialect.insert(table)
+
+
+_insert = dialect_insert
 
 
 def insert_ignoring_duplicates(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from eventsourcing.application import Application
-from sqlalchemy import BigInteger, Column, Engine, MetaData, String, Table, select
+from sqlalchemy import BigInteger, Column, Connection, Engine, MetaData, String, Table, select
 
 from contracts.envelope import CloudEvent
-from huhang.sql import create_tables, upsert
+from huhang.sql import create_tables, dialect_insert, upsert
 
 logger = logging.getLogger(__name__)
 
@@ -168,6 +168,23 @@ class Positions:
     def save(self, name: str, position: int) -> None:
         with self.engine.begin() as conn:
             upsert(conn, positions_table, {"name": name, "position": position}, keys=["name"])
+
+    @staticmethod
+    def read_in(conn: Connection, name: str) -> int:
+        """A position read inside the caller's transaction (a read model kept in step with its position)."""
+        value = conn.execute(
+            select(positions_table.c.position).where(positions_table.c.name == name)
+        ).scalar_one_or_none()
+        return int(value or 0)
+
+    @staticmethod
+    def advance_in(conn: Connection, name: str, position: int) -> None:
+        """Move a position forward inside the caller's transaction; never back (a slower process loses)."""
+        stmt = dialect_insert(conn, positions_table).values(name=name, position=position)
+        conn.execute(stmt.on_conflict_do_update(
+            index_elements=["name"], set_={"position": stmt.excluded.position},
+            where=positions_table.c.position < stmt.excluded.position,
+        ))
 
 
 class NotificationLogSource:

@@ -7,7 +7,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Request, Response, status
 
-from huhang.problems import PROBLEM_RESPONSES, Problem
+from huhang.problems import PROBLEM_RESPONSES, problem_doc
 from services.guardianship.application import GuardianshipApplication
 from services.guardianship.schemas import (
     AssessmentCreate,
@@ -27,9 +27,6 @@ def get_guardianship(request: Request) -> GuardianshipApplication:
 GuardianshipDep = Annotated[GuardianshipApplication, Depends(get_guardianship)]
 
 
-def _problem(status: int, description: str) -> dict[int | str, dict[str, object]]:
-    return {status: {"model": Problem, "description": description, "content": {"application/problem+json": {}}}}
-
 
 router = APIRouter(prefix="/v1", tags=["guardianship"])
 
@@ -38,7 +35,7 @@ router = APIRouter(prefix="/v1", tags=["guardianship"])
     "/cases/{case_id}/guardianship-assessments",
     status_code=status.HTTP_201_CREATED,
     response_model=AssessmentPublic,
-    responses={**PROBLEM_RESPONSES, **_problem(404, "Unknown case")},
+    responses={**PROBLEM_RESPONSES, **problem_doc(404, "Unknown case")},
     summary="Assess the family's guardianship capacity (家庭监护能力评估)",
 )
 def assess_guardianship(
@@ -59,8 +56,8 @@ def assess_guardianship(
     "/cases/{case_id}/court-orders",
     status_code=status.HTTP_201_CREATED,
     response_model=CourtOrderPublic,
-    responses={**PROBLEM_RESPONSES, **_problem(403, "Not the court"), **_problem(404, "Unknown case"),
-               **_problem(409, "Order already recorded")},
+    responses={**PROBLEM_RESPONSES, **problem_doc(403, "Not the court"), **problem_doc(404, "Unknown case"),
+               **problem_doc(409, "Order already recorded")},
     summary="Record a court order (保护令, 撤销监护人资格, 家庭教育指导令)",
 )
 def record_court_order(
@@ -81,7 +78,7 @@ def record_court_order(
 @router.get(
     "/children/{child_id}/guardianship",
     response_model=GuardianshipPublic,
-    responses={**_problem(404, "No guardianship file"), 422: PROBLEM_RESPONSES[422]},
+    responses={**problem_doc(404, "No guardianship file"), 422: PROBLEM_RESPONSES[422]},
     summary="A child's guardianship risk, colour and history",
 )
 def get_guardianship_file(child_id: UUID, app: GuardianshipDep) -> GuardianshipPublic:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, date, datetime
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from pydantic import BaseModel
 
 from contracts.cases import care_case_id
-from huhang.problems import PROBLEM_RESPONSES, Problem
+from huhang.headers import IdempotencyKey
+from huhang.problems import PROBLEM_RESPONSES, problem_doc
 from services.guardianship.care_application import (
     CareApplication,
     RecordAgreement,
@@ -40,22 +41,12 @@ def get_care(request: Request) -> CareApplication:
 
 
 CareDep = Annotated[CareApplication, Depends(get_care)]
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key", min_length=1, max_length=200,
-        description="Send the same key when retrying: the first answer is returned and nothing is recorded twice.",
-    ),
-]
 
-
-def _problem(status: int, description: str) -> dict[int | str, dict[str, Any]]:
-    return {status: {"model": Problem, "description": description, "content": {"application/problem+json": {}}}}
 
 
 CHILD_PROBLEMS = {
-    **PROBLEM_RESPONSES, **_problem(403, "Not an agency that records care"),
-    **_problem(404, "Unknown child"), **_problem(409, "The child's file was merged into another"),
+    **PROBLEM_RESPONSES, **problem_doc(403, "Not an agency that records care"),
+    **problem_doc(404, "Unknown child"), **problem_doc(409, "The child's file was merged into another"),
 }
 
 router = APIRouter(prefix="/v1", tags=["guardianship care"])
@@ -138,7 +129,7 @@ def record_parent_contact(
     "/children/{child_id}/visits",
     status_code=status.HTTP_201_CREATED,
     response_model=VisitPublic,
-    responses={**CHILD_PROBLEMS, **_problem(503, "Intake could not file the report; nothing recorded")},
+    responses={**CHILD_PROBLEMS, **problem_doc(503, "Intake could not file the report; nothing recorded")},
     summary="Record a contact or home visit by the child director, optionally filing a report",
 )
 def record_visit(
@@ -172,7 +163,7 @@ def record_visit(
 @router.get(
     "/children/{child_id}/care",
     response_model=CarePublic,
-    responses={**_problem(404, "Unknown child"), **_problem(409, "Merged into another file"),
+    responses={**problem_doc(404, "Unknown child"), **problem_doc(409, "Merged into another file"),
                422: PROBLEM_RESPONSES[422]},
     summary="A child's care: entrusted care, parent contact, visits, what is due and overdue",
 )

@@ -35,10 +35,9 @@ from sqlalchemy import (
     func,
     select,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
-from huhang.sql import create_tables, insert_ignoring_duplicates
-from huhang.streams import WakeableApplication, positions_table
+from huhang.sql import create_tables, dialect_insert, insert_ignoring_duplicates
+from huhang.streams import Positions, WakeableApplication, positions_table
 from services.guardianship.care import AgreementTerms, CareFile
 from services.guardianship.children import known_children_table
 from services.guardianship.domain import GuardianshipFile
@@ -97,8 +96,7 @@ class ChildCare:
     raised: dict[str, Any]  # RAISED column -> the due period of the last notice of that kind
 
 
-def _insert(conn: Connection, table: Table) -> Any:
-    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
+_insert = dialect_insert
 
 
 def _later(column: Any, new: Any) -> Any:
@@ -136,18 +134,11 @@ class CareStatus:
 
     @staticmethod
     def _position(conn: Connection) -> int:
-        value = conn.execute(
-            select(positions_table.c.position).where(positions_table.c.name == POSITION_NAME)
-        ).scalar_one_or_none()
-        return int(value or 0)
+        return Positions.read_in(conn, POSITION_NAME)
 
     @staticmethod
     def _advance(conn: Connection, position: int) -> None:
-        stmt = _insert(conn, positions_table).values(name=POSITION_NAME, position=position)
-        conn.execute(stmt.on_conflict_do_update(
-            index_elements=["name"], set_={"position": stmt.excluded.position},
-            where=positions_table.c.position < stmt.excluded.position,
-        ))
+        Positions.advance_in(conn, POSITION_NAME, position)
 
     def _apply(self, conn: Connection, notifications: Sequence[Any]) -> None:
         dates: dict[str, dict[str, Any]] = {}  # per child, the latest of each date in this batch

@@ -47,12 +47,11 @@ from sqlalchemy import (
     or_,
     select,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
 from huhang.groupcommit import GroupCommitter
 from huhang.problems import Conflict, FieldError, NotFound, Unprocessable
-from huhang.sql import create_tables, insert_ignoring_duplicates
-from huhang.streams import WakeableApplication, positions_table
+from huhang.sql import create_tables, dialect_insert, insert_ignoring_duplicates
+from huhang.streams import Positions, WakeableApplication, positions_table
 from services.guardianship.children import KnownChild, KnownChildren
 from services.guardianship.domain import GuardianshipFile
 from services.guardianship.visits import frequent_reasons
@@ -277,8 +276,7 @@ class UntrainedDirector:
     last_trained_on: date | None
 
 
-def _insert(conn: Connection, table: Table) -> Any:
-    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
+_insert = dialect_insert
 
 
 def in_office_on(day: date) -> Any:
@@ -313,18 +311,11 @@ class DirectorRoster:
 
     @staticmethod
     def _position(conn: Connection) -> int:
-        value = conn.execute(
-            select(positions_table.c.position).where(positions_table.c.name == POSITION_NAME)
-        ).scalar_one_or_none()
-        return int(value or 0)
+        return Positions.read_in(conn, POSITION_NAME)
 
     @staticmethod
     def _advance(conn: Connection, position: int) -> None:
-        stmt = _insert(conn, positions_table).values(name=POSITION_NAME, position=position)
-        conn.execute(stmt.on_conflict_do_update(
-            index_elements=["name"], set_={"position": stmt.excluded.position},
-            where=positions_table.c.position < stmt.excluded.position,
-        ))
+        Positions.advance_in(conn, POSITION_NAME, position)
 
     def _apply(self, conn: Connection, director_ids: set[UUID]) -> None:
         rows: list[dict[str, Any]] = []

@@ -6,9 +6,10 @@ import hashlib
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 
-from huhang.problems import PROBLEM_RESPONSES, Problem
+from huhang.headers import IdempotencyKey
+from huhang.problems import PROBLEM_RESPONSES, problem_doc
 from services.guardianship.director_schemas import (
     AssignmentPublic,
     CoveragePublic,
@@ -33,17 +34,7 @@ def get_child_directors(request: Request) -> ChildDirectors:
 
 
 DirectorsDep = Annotated[ChildDirectors, Depends(get_child_directors)]
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key", min_length=1, max_length=200,
-        description="Send the same key when retrying: the first answer is returned and nothing is recorded twice.",
-    ),
-]
 
-
-def _problem(status: int, description: str) -> dict[int | str, dict[str, Any]]:
-    return {status: {"model": Problem, "description": description, "content": {"application/problem+json": {}}}}
 
 
 def _fingerprint(body: Any) -> str:
@@ -135,7 +126,7 @@ def coverage(
 @router.get(
     "/child-directors/{director_id}",
     response_model=DirectorDetail,
-    responses={**_problem(404, "Unknown director"), 422: PROBLEM_RESPONSES[422]},
+    responses={**problem_doc(404, "Unknown director"), 422: PROBLEM_RESPONSES[422]},
     summary="A child director with their children, workload and training record",
 )
 def get_director(director_id: UUID, directors: DirectorsDep) -> DirectorDetail:
@@ -145,7 +136,7 @@ def get_director(director_id: UUID, directors: DirectorsDep) -> DirectorDetail:
 @router.post(
     "/child-directors/{director_id}/leave",
     response_model=DeparturePublic,
-    responses={**PROBLEM_RESPONSES, **_problem(404, "Unknown director"), **_problem(409, "Left already")},
+    responses={**PROBLEM_RESPONSES, **problem_doc(404, "Unknown director"), **problem_doc(409, "Left already")},
     summary="A child director leaves the post; their children are released for reassignment",
 )
 def leave(director_id: UUID, body: DirectorLeave, directors: DirectorsDep, response: Response) -> DeparturePublic:
@@ -162,7 +153,7 @@ def leave(director_id: UUID, body: DirectorLeave, directors: DirectorsDep, respo
     "/child-directors/{director_id}/trainings",
     status_code=status.HTTP_201_CREATED,
     response_model=TrainingPublic,
-    responses={**PROBLEM_RESPONSES, **_problem(404, "Unknown director"), **_problem(409, "Already recorded")},
+    responses={**PROBLEM_RESPONSES, **problem_doc(404, "Unknown director"), **problem_doc(409, "Already recorded")},
     summary="Record a training in the director's training archive",
 )
 def record_training(
@@ -184,7 +175,7 @@ def record_training(
 @router.put(
     "/children/{child_id}/child-director",
     response_model=AssignmentPublic,
-    responses={**PROBLEM_RESPONSES, **_problem(404, "Unknown child"), **_problem(409, "The director left")},
+    responses={**PROBLEM_RESPONSES, **problem_doc(404, "Unknown child"), **problem_doc(409, "The director left")},
     summary="Give a child its child director (a child has one; another moves it)",
 )
 def assign_director(child_id: UUID, body: DirectorAssign, directors: DirectorsDep) -> AssignmentPublic:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Request, Response, status
 
-from huhang.problems import PROBLEM_RESPONSES, Problem
+from huhang.problems import PROBLEM_RESPONSES, problem_doc
 from services.guardianship.interventions import DocumentRef, Interventions, RecordIntervention
 from services.guardianship.ladder_schemas import (
     DocumentPublic,
@@ -28,9 +28,6 @@ def get_interventions(request: Request) -> Interventions:
 InterventionsDep = Annotated[Interventions, Depends(get_interventions)]
 
 
-def _problem(status: int, description: str) -> dict[int | str, dict[str, Any]]:
-    return {status: {"model": Problem, "description": description, "content": {"application/problem+json": {}}}}
-
 
 router = APIRouter(prefix="/v1", tags=["interventions"])
 
@@ -40,8 +37,8 @@ router = APIRouter(prefix="/v1", tags=["interventions"])
     status_code=status.HTTP_201_CREATED,
     response_model=InterventionPublic,
     responses={
-        **PROBLEM_RESPONSES, **_problem(403, "Not this agency's step"), **_problem(404, "Unknown case"),
-        **_problem(409, "A prior step is missing, or the ladder has ended"),
+        **PROBLEM_RESPONSES, **problem_doc(403, "Not this agency's step"), **problem_doc(404, "Unknown case"),
+        **problem_doc(409, "A prior step is missing, or the ladder has ended"),
     },
     summary="Record a step of the guardianship ladder (劝诫, 训诫, 保护令, 撤销监护, 临时/长期监护)",
 )

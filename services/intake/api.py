@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 
+from huhang.headers import IdempotencyKey
 from huhang.problems import PROBLEM_RESPONSES, Problem
 from services.intake.application import (
     ChildFacts,
@@ -63,13 +64,6 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 }
 
 router = APIRouter(prefix="/v1", tags=["reports and cases"])
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key", min_length=1, max_length=200,
-        description="Send the same key when retrying: the first answer is returned and nothing is filed twice.",
-    ),
-]
 
 
 @router.post(

@@ -4,7 +4,7 @@ escalation and the overdue sweep."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
@@ -13,7 +13,7 @@ from contracts.agencies import Agency
 from contracts.commands import OpenReferrals
 from contracts.lifecycle import TRANSITIONS
 from contracts.vocabulary import Priority, ReferralStatus
-from huhang.problems import PROBLEM_RESPONSES, FieldError, Problem, Unprocessable
+from huhang.problems import PROBLEM_RESPONSES, FieldError, Unprocessable, problem_doc
 from services.referral.application import Escalation, ReferralApplication
 from services.referral.domain import Referral
 from services.referral.inbox import Inbox, InboxFilter
@@ -52,13 +52,10 @@ InboxDep = Annotated[Inbox, Depends(get_inbox)]
 IfMatch = Annotated[str | None, Header(alias="If-Match", description="The ETag last read; a stale one answers 412.")]
 
 
-def _problem(status: int, description: str) -> dict[int | str, dict[str, Any]]:
-    return {status: {"model": Problem, "description": description, "content": {"application/problem+json": {}}}}
-
 
 COMMAND_RESPONSES = {
-    **PROBLEM_RESPONSES, **_problem(403, "The acting agency may not do this"), **_problem(404, "Not found"),
-    **_problem(409, "Not allowed in the referral's current status"), **_problem(412, "Stale version (If-Match)"),
+    **PROBLEM_RESPONSES, **problem_doc(403, "The acting agency may not do this"), **problem_doc(404, "Not found"),
+    **problem_doc(409, "Not allowed in the referral's current status"), **problem_doc(412, "Stale version (If-Match)"),
 }
 STATES_DOC = "\n".join(
     f"- `{s.value}` → {', '.join(f'`{n.value}`' for n in sorted(nxt)) or 'final'}" for s, nxt in TRANSITIONS.items()
@@ -126,7 +123,7 @@ def _public(app: ReferralApplication, referral: Referral, response: Response) ->
 
 
 @router.get(
-    "/referrals/{referral_id}", response_model=ReferralPublic, responses=_problem(404, "Not found"),
+    "/referrals/{referral_id}", response_model=ReferralPublic, responses=problem_doc(404, "Not found"),
     summary="One referral with its full history",
 )
 def get_referral(referral_id: UUID, app: ReferralsDep, response: Response) -> ReferralPublic:
