@@ -49,7 +49,7 @@ from sqlalchemy import create_engine, text
 from bench.synthetic_roster import RosterRow, generate_roster, write_csv
 from huhang.settings import Settings
 from huhang.storage import eventsourcing_env
-from services.intake.application import IntakeApplication
+from services.intake.application import REGISTER_CHUNK, IntakeApplication
 from services.intake.categories import derive_categories
 from services.intake.domain import Child
 from services.intake.main import build
@@ -58,6 +58,7 @@ from services.intake.survey import (
     ImportedRow,
     SurveyRow,
     find_header,
+    import_gc_settings,
     import_roster,
     parse_row,
     read_rows,
@@ -336,7 +337,7 @@ def parsed_batches(roster: Path, today: date) -> Iterator[list[SurveyRow]]:
                         continue
                     seen.add(number_on_card)
                 batch.append(parsed)
-                if len(batch) >= BATCH_ROWS:
+                if len(batch) >= REGISTER_CHUNK:
                     yield batch
                     batch = []
             if batch:
@@ -351,30 +352,36 @@ def run_baseline(settings: Settings, roster: Path, import_id: str) -> dict[str, 
         eventsourcing_env(settings, "intake"), identity_key=settings.identity_key.get_secret_value().encode()
     )
     today = datetime.now(UTC).date()
-    saved = 0
-    clock = 0.0
-    cpu = 0.0
-    ids: set[UUID] = set()
     try:
-        for batch in parsed_batches(roster, today):
-            started, cpu_started = time.perf_counter(), thread_cpu_s()
-            children = []
-            for row in batch:
-                child_id = app.child_id_for(row.identity)
-                if child_id in ids:
-                    continue
-                ids.add(child_id)
-                children.append(_child(child_id, row, import_id, today))
-            app.save(*children)
-            clock += time.perf_counter() - started
-            cpu += thread_cpu_s() - cpu_started
-            saved += len(children)
+        with import_gc_settings():  # the same collector settings as the import
+            clock, cpu, saved = _save_batches(app, roster, import_id, today)
     finally:
         app.close()
     return {
         "aggregates": saved, "seconds": round(clock, 2), "rows_per_s": round(saved / clock, 1) if clock else None,
         "cpu_s": {"saver": round(cpu, 1)}, "rows_per_saver_cpu_s": round(saved / cpu, 1) if cpu else None,
     }
+
+
+def _save_batches(app: IntakeApplication, roster: Path, import_id: str, today: date) -> tuple[float, float, int]:
+    """Build and save each batch's aggregates: the time and CPU time it took, and how many."""
+    ids: set[UUID] = set()
+    clock = cpu = 0.0
+    saved = 0
+    for batch in parsed_batches(roster, today):
+        started, cpu_started = time.perf_counter(), thread_cpu_s()
+        children = []
+        for row in batch:
+            child_id = app.child_id_for(row.identity)
+            if child_id in ids:
+                continue
+            ids.add(child_id)
+            children.append(_child(child_id, row, import_id, today))
+        app.save(*children)
+        clock += time.perf_counter() - started
+        cpu += thread_cpu_s() - cpu_started
+        saved += len(children)
+    return clock, cpu, saved
 
 
 def _child(child_id: UUID, row: SurveyRow, import_id: str, today: date) -> Child:

@@ -11,7 +11,8 @@ import hashlib
 import hmac
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
@@ -27,7 +28,7 @@ from huhang.groupcommit import GroupCommitter
 from huhang.problems import Conflict, FieldError, NotFound, Unprocessable
 from services.intake.categories import derive_categories, sort_categories
 from services.intake.domain import Case, Child, Report, applied_key
-from services.intake.facts import ChildFileFacts
+from services.intake.facts import ChildFileFacts, facts_fingerprint
 from services.intake.match_index import MatchIndex
 from services.intake.matching import Match, PersonRecord
 from services.intake.registry import (
@@ -47,6 +48,7 @@ REPORT_ID_NAMESPACE = uuid.UUID("2c7d9b3a-8e41-4f6a-b0d2-5e9c1a7f3b86")
 MAX_ATTEMPTS = 5
 MAX_MERGE_HOPS = 8
 DUPLICATE_CANDIDATES = 5
+REGISTER_CHUNK = 500  # registrations per save; a larger batch is saved chunk by chunk, pipelined
 REDERIVE_CHUNK = 500
 _AGENCY_CODES = frozenset(a.value for a in Agency)
 
@@ -136,6 +138,7 @@ class _Entry:
     cmd: RegisterChild
     identity_id: UUID  # the id the identity gives (a merged file's id, followed to the survivor)
     facts: dict[str, Any]  # the command's facts, stored form
+    fingerprint: str  # of ``facts`` (computed once per command)
     child: Child | None = None  # None: the file already says all this (not loaded)
     created: bool = False
     changed: bool = False
@@ -148,6 +151,36 @@ class _Entry:
     @property
     def child_id(self) -> UUID:
         return self.child.id if self.child is not None else self.identity_id
+
+
+@dataclass
+class _Batch:
+    """What the chunks of one registration batch share: the files loaded or created (by the id the identity gives),
+    and the pairs flagged or known (by pair key)."""
+
+    children: dict[UUID, Child] = field(default_factory=dict)
+    known: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Collected:
+    """Events collected from their aggregates in the registering thread, to be saved from another (the aggregates
+    may change meanwhile: the next chunk is prepared on them)."""
+
+    events: list[Any]
+
+    def collect_events(self) -> list[Any]:
+        return self.events
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """A chunk of a registration batch, prepared: what to save, and what to write and answer once it is saved."""
+
+    events: _Collected
+    registry_rows: list[RegistryRow]
+    flagged: list[FlaggedPair]
+    registrations: list[Registration]
 
 
 def person_record(child_id: UUID, identity: ChildFacts) -> PersonRecord:
@@ -192,6 +225,9 @@ class IntakeApplication(ServiceApplication):
         self.match_index = MatchIndex(engine)
         self.registry = ChildRegistry(engine)
         self.duplicate_list = DuplicateList(engine)
+        # A registration batch prepares a chunk while the one before it is saved: two threads on the read models,
+        # which one shared connection (an in-memory SQLite database) cannot serve at once.
+        self._pipelined = not isinstance(engine.pool, StaticPool)
 
     # --- reports ---------------------------------------------------------------------------------------------------
 
@@ -258,7 +294,8 @@ class IntakeApplication(ServiceApplication):
         record = person_record(child_id, identity)
         found = self._load(child_id)
         if found is None:
-            self.match_index.upsert([record])  # before saving: a concurrent registration sees this child
+            # Filed in the index before saving (a concurrent registration sees this child), and matched in one go.
+            matches = self.match_index.file_and_match([record], [record], limit=DUPLICATE_CANDIDATES)[child_id]
             child = Child(
                 child_id=child_id, name=identity.name, sex=identity.sex, birth_date=identity.birth_date,
                 id_card_number=identity.id_card_number, township=identity.township, village=identity.village,
@@ -270,7 +307,7 @@ class IntakeApplication(ServiceApplication):
             new_categories = sorted(set(identity.categories) - set(child.reported_categories))
             if new_categories:
                 child.categories_reported(new_categories, reported_by=cmd.reporter_agency)
-        matches = self.match_index.candidates(record, limit=DUPLICATE_CANDIDATES)
+            matches = self.match_index.candidates(record, limit=DUPLICATE_CANDIDATES)
         known = self._known_pairs([(child.id, child, matches)])
         flagged, _ = self._flag(child, matches, known)
         return child, flagged, found is None
@@ -316,42 +353,78 @@ class IntakeApplication(ServiceApplication):
     # --- registration ----------------------------------------------------------------------------------------------
 
     def register_children(self, commands: Sequence[RegisterChild]) -> list[Registration]:
-        """Register children or bring their files up to date: one save for the batch, idempotent.
+        """Register children or bring their files up to date: one save per ``REGISTER_CHUNK`` commands, idempotent.
 
         Per child: at most one repository lookup (plus one per merge hop for a merged file). A command whose facts
         equal the file's, or that repeats a (source, facts) already recorded, changes nothing. Probable duplicates
-        (in the store or within the batch) are flagged on the child registered, never merged.
+        (in the store or within the batch) are flagged on the child registered, never merged. A larger batch is
+        saved chunk by chunk, each chunk prepared while the one before it is saved (``_register``).
         """
         if not commands:
             return []
         for cmd in commands:
             _agency(cmd.registered_by, "registered_by")
+        done: list[Registration] = []  # the registrations of the chunks saved so far
         trust_registry = True
         for _ in range(MAX_ATTEMPTS):
             try:
-                return self._register(commands, trust_registry)
+                self._register(commands[len(done):], trust_registry, done)
+                return done
             except IntegrityError:
-                # A concurrent registration of one of these children won, or the registry missed a file: look again,
-                # this time in the event store for every child.
+                # A concurrent registration of one of these children won, or the registry missed a file: look again
+                # from the chunk that conflicted on, this time in the event store for every child.
                 trust_registry = False
         raise RuntimeError("could not register the children after repeated conflicts")
 
     def register_child(self, command: RegisterChild) -> Registration:
         return self.register_children([command])[0]
 
-    def _register(self, commands: Sequence[RegisterChild], trust_registry: bool) -> list[Registration]:
-        """``trust_registry``: the registry's rows (one query for the batch) say which children have a file, and a
-        child whose file already holds exactly these facts, with nothing due by time, is not even loaded. A file the
-        registry missed makes the save conflict; the batch is then tried again looking every child up."""
+    def _register(self, commands: Sequence[RegisterChild], trust_registry: bool, done: list[Registration]) -> None:
+        """Register the commands chunk by chunk, appending each chunk's registrations to ``done`` once it is saved
+        (with its registry rows and flagged duplicates).
+
+        A pipeline of two: while a chunk is saved (in a thread of its own), the next is prepared on top of it: the
+        files it changed are taken as they are in memory (``_Batch``), not read back, and the next chunk's save waits
+        for the last one's, so a chunk is stored only after the chunks it builds on. A conflict stops the pipeline
+        and ``register_children`` starts again from the chunk that conflicted.
+
+        ``trust_registry``: the registry's rows (one query per chunk) say which children have a file, and a child
+        whose file already holds exactly these facts, with nothing due by time, is not even loaded. A file the
+        registry missed makes the save conflict; the chunk is then tried again looking every child up."""
         as_of = self._today()
-        entries = [_Entry(cmd, self.child_id_for(cmd.identity), cmd.facts.stored()) for cmd in commands]
-        rows = self.registry.rows({e.identity_id for e in entries}) if trust_registry else None
-        children: dict[UUID, Child] = {}  # by the id the identity gives (a merged file is followed)
+        batch = _Batch()
+        chunks = [commands[i:i + REGISTER_CHUNK] for i in range(0, len(commands), REGISTER_CHUNK)]
+        if len(chunks) == 1 or not self._pipelined:
+            for chunk in chunks:
+                done.extend(self._save_chunk(self._prepare_chunk(chunk, batch, trust_registry, as_of)))
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="intake-register") as saver:
+            saving: Future[list[Registration]] | None = None
+            for chunk in chunks:
+                prepared = self._prepare_chunk(chunk, batch, trust_registry, as_of)
+                if saving is not None:
+                    done.extend(saving.result())  # a conflict raises here, before the next chunk is submitted
+                saving = saver.submit(self._save_chunk, prepared)
+            if saving is not None:
+                done.extend(saving.result())
+
+    def _prepare_chunk(
+        self, commands: Sequence[RegisterChild], batch: _Batch, trust_registry: bool, as_of: date
+    ) -> _Chunk:
+        """Everything up to the save: the files changed (their events collected), the registry rows and flagged
+        duplicates to write once saved, the registrations to answer."""
+        children = batch.children
+        entries = [self._entry(cmd) for cmd in commands]
+        rows = (
+            self.registry.rows({e.identity_id for e in entries if e.identity_id not in children})
+            if trust_registry else None
+        )
+        touched: dict[UUID, Child] = {}  # the files this chunk changes, by id
         new_records: list[PersonRecord] = []
         for entry in entries:
             cmd, identity_id = entry.cmd, entry.identity_id
             row = rows.get(identity_id) if rows is not None else None
-            if identity_id not in children and row is not None and row.unchanged_by(entry.facts, as_of):
+            if identity_id not in children and row is not None and row.unchanged_by(entry.fingerprint, as_of):
                 entry.categories = row.categories
                 continue
             child = children.get(identity_id)
@@ -369,16 +442,19 @@ class IntakeApplication(ServiceApplication):
                 else:
                     child = self._follow_merges(found)
                 children[identity_id] = child
-            entry.child = child
+            entry.child = touched[child.id] = child
             entry.changed = self._record_facts(
                 child, cmd.facts, cmd.source, cmd.registered_by, as_of, registering=entry.created, stored=entry.facts,
             ) or entry.created
         # New children go into the index first: matching then sees the whole batch, and a concurrent batch sees it.
-        self.match_index.upsert(new_records)
-        candidates = self.match_index.candidates_many([e.record for e in entries], limit=DUPLICATE_CANDIDATES)
+        candidates = self.match_index.file_and_match(
+            new_records, [e.record for e in entries], limit=DUPLICATE_CANDIDATES
+        )
         known = self._known_pairs(
             [(e.child_id, e.child, candidates.get(e.identity_id, [])) for e in entries]
         )
+        for key, status in batch.known.items():  # flagged by an earlier chunk, perhaps not yet on the list
+            known.setdefault(key, status)
         flagged_pairs: list[FlaggedPair] = []
         results: list[Registration] = []
         for entry in entries:
@@ -388,6 +464,7 @@ class IntakeApplication(ServiceApplication):
                 if entry.identity_id not in children:
                     children[entry.identity_id] = self._follow_merges(self._get(entry.identity_id, Child, "child"))
                 entry.child = children[entry.identity_id]
+                touched[entry.child.id] = entry.child
             if entry.child is not None:
                 flagged, pending = self._flag(entry.child, matches, known)
             else:
@@ -399,10 +476,23 @@ class IntakeApplication(ServiceApplication):
                 categories=tuple(entry.child.categories) if entry.child else entry.categories,
                 duplicates=tuple(pending),
             ))
-        unique = list({c.id: c for c in children.values()}.values())
-        self._committer.save(*unique)
-        self._after_save(unique, flagged_pairs)
-        return results
+        batch.known = known
+        fingerprints = {e.child.id: e.fingerprint for e in entries if e.child is not None and e.child.facts == e.facts}
+        return _Chunk(
+            events=_Collected([e for child in touched.values() for e in child.collect_events()]),
+            registry_rows=[RegistryRow.of(c, fingerprints.get(c.id)) for c in touched.values()],
+            flagged=flagged_pairs, registrations=results,
+        )
+
+    def _save_chunk(self, chunk: _Chunk) -> list[Registration]:
+        self._committer.save(chunk.events)
+        self.registry.upsert(chunk.registry_rows)
+        self.duplicate_list.flagged(chunk.flagged)
+        return chunk.registrations
+
+    def _entry(self, cmd: RegisterChild) -> _Entry:
+        facts = cmd.facts.stored()
+        return _Entry(cmd, self.child_id_for(cmd.identity), facts, facts_fingerprint(facts))
 
     def _record_facts(
         self, child: Child, facts: ChildFileFacts, source: str, by: str, as_of: date, *, registering: bool = False,
@@ -410,7 +500,8 @@ class IntakeApplication(ServiceApplication):
     ) -> bool:
         """Record the facts if they say something new, then re-derive. Whether anything changed."""
         stored = stored if stored is not None else facts.stored()
-        if stored != child.facts and applied_key(source, stored) not in child.applied_facts:
+        applied = child.applied_facts  # empty for a new file: no key to compute
+        if stored != child.facts and (not applied or applied_key(source, stored) not in applied):
             child.record_facts(facts=stored, source=source, recorded_by=by)
             self._derive(child, as_of, by, registering=registering, facts=facts)
             return True

@@ -4,16 +4,22 @@ A read model table in intake's read-model store (SQLite or PostgreSQL). Lookup f
 blocking key with the records asked about (one query per chunk of records, ``IN`` on the indexed key columns),
 then scores them in Python with the same matcher as in memory (``services.intake.matching``). Names and
 identity-card numbers are held here as in intake's own event store; nothing is logged.
+
+A batch travels as one parameter each way: the keys looked up as one JSON array (``among``), the rows filed as one
+JSON array of objects (``upsert_rows``). Binding thousands of separate parameters, or executing the statement once
+per row, costs more than the lookup or the write itself.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import date
 from typing import Any
 from uuid import UUID
 
 from sqlalchemy import (
+    JSON,
     Column,
     ColumnElement,
     Connection,
@@ -21,14 +27,18 @@ from sqlalchemy import (
     Engine,
     Index,
     MetaData,
+    Select,
     String,
     Table,
-    any_,
     bindparam,
+    cast,
+    column,
     delete,
     func,
     or_,
     select,
+    true,
+    union_all,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -79,10 +89,7 @@ class MatchIndex:
     def upsert(self, records: Sequence[PersonRecord]) -> None:
         """File the records under their keys, replacing what was filed for the same child ids. Idempotent."""
         latest = {r.child_id: r for r in records}  # one row per child: the last record given wins
-        rows = [_row(prepare(r)) for r in latest.values()]
-        with self.engine.begin() as conn:
-            for chunk in _chunks(rows, WRITE_CHUNK):
-                _upsert(conn, chunk)
+        self._file([prepare(r) for r in latest.values()])
 
     def remove(self, child_ids: Sequence[UUID]) -> None:
         ids = sorted({str(c) for c in child_ids})
@@ -102,12 +109,46 @@ class MatchIndex:
         With ``within_batch``, each record is also compared with the records before it in ``records``, as if
         they had been filed one by one in that order (an import whose file repeats a child)."""
         queries = [prepare(r) for r in {r.child_id: r for r in records}.values()]
+        return self._match(queries, {}, limit, within_batch)
+
+    def file_and_match(
+        self, new: Sequence[PersonRecord], records: Sequence[PersonRecord], limit: int = 5
+    ) -> dict[UUID, list[Match]]:
+        """``upsert(new)`` then ``candidates_many(records)``, with each record prepared once and the records just
+        filed scored as they were filed, not read back (a registration batch: its new children go into the index
+        first, so that matching sees the whole batch and a concurrent batch sees them)."""
+        filed = {r.child_id: r for r in new}
+        features = {child_id: prepare(r) for child_id, r in filed.items()}
+        self._file(list(features.values()))
+        queries = []
+        for child_id, r in {r.child_id: r for r in records}.items():
+            same = features.get(child_id)
+            queries.append(same if same is not None and filed[child_id] == r else prepare(r))
+        return self._match(queries, features, limit, within_batch=False)
+
+    def _file(self, features: Sequence[Features]) -> None:
+        rows = [_row(f) for f in features]
+        if not rows:
+            return
+        with self.engine.begin() as conn:
+            for chunk in _chunks(rows, WRITE_CHUNK):
+                upsert_rows(conn, match_index_table, chunk, key="child_id")
+
+    def _match(
+        self, queries: Sequence[Features], filed: Mapping[UUID, Features], limit: int, within_batch: bool
+    ) -> dict[UUID, list[Match]]:
+        """Score ``queries`` against the rows sharing a key with them; ``filed``: records just filed, added from
+        memory in place of their rows."""
         wanted = [lookup_keys(q) for q in queries]
         matcher = DuplicateMatcher(self.threshold)
-        with self.engine.connect() as conn:
-            for chunk in _chunks(wanted, QUERY_CHUNK):
-                for stored in _fetch(conn, chunk):
-                    matcher.add(stored)
+        for features in filed.values():
+            matcher.add_prepared(features)
+        if queries:
+            skip = frozenset(str(child_id) for child_id in filed)
+            with self.engine.connect() as conn:
+                for chunk in _chunks(wanted, QUERY_CHUNK):
+                    for stored in _fetch(conn, chunk, skip):
+                        matcher.add(stored)
         result: dict[UUID, list[Match]] = {}
         for query, keys in zip(queries, wanted, strict=True):
             result[query.record.child_id] = matcher.candidates_prepared(query, limit, keys)
@@ -126,17 +167,14 @@ def _row(f: Features) -> dict[str, Any]:
     }
 
 
-def _upsert(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-    dialect: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(match_index_table)
-    updates = {c.name: stmt.excluded[c.name] for c in match_index_table.columns if c.name != "child_id"}
-    conn.execute(stmt.on_conflict_do_update(index_elements=["child_id"], set_=updates), list(rows))
-
-
-def _fetch(conn: Connection, wanted: Sequence[BlockingKeys]) -> Iterator[PersonRecord]:
+def _fetch(
+    conn: Connection, wanted: Sequence[BlockingKeys], skip: frozenset[str] = frozenset()
+) -> Iterator[PersonRecord]:
+    """The rows filed under any of the keys, each once, but for the child ids in ``skip``."""
     t = match_index_table
+    columns = (t.c.child_id, t.c.name, t.c.sex, t.c.birth_date, t.c.id_card_number, t.c.township, t.c.village)
     conditions = [
-        _among(conn, column, sorted(values))
+        among(conn, column, sorted(values))
         for column, values in (
             (t.c.id_card_number, _all(wanted, lambda k: k.id_card)),
             (t.c.key_date_name, _all(wanted, lambda k: k.date_name)),
@@ -145,23 +183,66 @@ def _fetch(conn: Connection, wanted: Sequence[BlockingKeys]) -> Iterator[PersonR
         )
         if values
     ]
-    query = select(
-        t.c.child_id, t.c.name, t.c.sex, t.c.birth_date, t.c.id_card_number, t.c.township, t.c.village
-    ).where(or_(*conditions))
+    if conn.dialect.name == "postgresql":
+        # One index lookup per key column (a semi-join each): an OR of the four lets the planner pick a sequential
+        # scan that tests every row against every key.
+        query: Any = union_all(*(select(*columns).where(condition) for condition in conditions))
+    else:
+        query = select(*columns).where(or_(*conditions))
+    seen = set(skip)
     for row in conn.execute(query):
+        if row.child_id in seen:
+            continue
+        seen.add(row.child_id)
         yield PersonRecord(
             child_id=UUID(row.child_id), name=row.name, sex=row.sex, birth_date=row.birth_date,
             id_card_number=row.id_card_number, township=row.township, village=row.village,
         )
 
 
-def _among(conn: Connection, column: Column[Any], values: list[str]) -> ColumnElement[bool]:
-    """``column IN values`` with the values as one parameter (a PostgreSQL array, a JSON array read by SQLite's
-    json_each): thousands of separate parameters cost more to bind than the lookup itself."""
+def among(conn: Connection, column: Column[Any], values: list[str]) -> ColumnElement[bool]:
+    """``column IN values`` with the values as one JSON array parameter, unnested by the database (PostgreSQL's
+    json_array_elements_text, SQLite's json_each) into a semi-join that takes the column's index: thousands of
+    separate parameters, or a PostgreSQL array parameter, cost more to bind than the lookup itself."""
+    values_json = bindparam(None, json.dumps(values, ensure_ascii=False), type_=String)
     if conn.dialect.name == "postgresql":
-        return column == any_(bindparam(None, values, type_=postgresql.ARRAY(String)))
-    listed = func.json_each(bindparam(None, json.dumps(values, ensure_ascii=False), type_=String)).table_valued("value")
+        return column.in_(select(func.json_array_elements_text(cast(values_json, JSON))))
+    listed = func.json_each(values_json).table_valued("value")
     return column.in_(select(listed.c.value))
+
+
+def upsert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]], key: str) -> None:
+    """Insert the rows (a value for every column of ``table``), replacing the rows with the same ``key``: one
+    statement with the rows as one JSON parameter, read by PostgreSQL's json_to_recordset or SQLite's json_each.
+    Values: strings, numbers, booleans, None, dates, and lists or dicts for JSON columns."""
+    if not rows:
+        return
+    columns = list(table.columns)
+    insert: Any = (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
+    stmt = insert.from_select([c.name for c in columns], _rows_select(conn, columns, rows))
+    conn.execute(stmt.on_conflict_do_update(
+        index_elements=[key], set_={c.name: stmt.excluded[c.name] for c in columns if c.name != key},
+    ))
+
+
+def _rows_select(conn: Connection, columns: Sequence[Column[Any]], rows: Sequence[Mapping[str, Any]]) -> Select[Any]:
+    payload = bindparam(None, json.dumps(list(rows), ensure_ascii=False, default=_json_value), type_=String)
+    if conn.dialect.name == "postgresql":
+        records = (
+            func.json_to_recordset(cast(payload, JSON))
+            .table_valued(*(column(c.name, c.type) for c in columns))
+            .render_derived(with_types=True)
+        )
+        return select(*(records.c[c.name] for c in columns))
+    each = func.json_each(payload).table_valued("value")
+    # "WHERE true": SQLite reads ON CONFLICT after a SELECT without WHERE as part of a join
+    return select(*(func.json_extract(each.c.value, f"$.{c.name}").label(c.name) for c in columns)).where(true())
+
+
+def _json_value(value: object) -> str:
+    if isinstance(value, date):  # a datetime too: not used by these tables
+        return value.isoformat()
+    raise TypeError(f"not a JSON value: {type(value).__name__}")
 
 
 def _all(wanted: Sequence[BlockingKeys], part: Callable[[BlockingKeys], tuple[str, ...]]) -> set[str]:

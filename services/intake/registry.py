@@ -37,11 +37,11 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
 from huhang.sql import create_tables, insert_ignoring_duplicates
 from services.intake.domain import Child
 from services.intake.facts import EMPTY_FACTS, SECTIONS, ChildFileFacts, facts_fingerprint
+from services.intake.match_index import among, upsert_rows
 
 if TYPE_CHECKING:
     from services.intake.application import ChildFacts
@@ -102,7 +102,7 @@ duplicates_table = Table(
 )
 
 DUPLICATE_STATUSES = ("pending", "dismissed", "confirmed")
-_UPDATED = ("township", "village", "rederive_on", "merged", "categories", "facts_fingerprint")
+_CHUNK = 1000  # rows per statement
 
 
 def pair_key(a: UUID, b: UUID) -> str:
@@ -121,18 +121,22 @@ class RegistryRow:
     facts_fingerprint: str | None  # of the facts the file holds; None before any were recorded
 
     @classmethod
-    def of(cls, child: Child) -> RegistryRow:
+    def of(cls, child: Child, fingerprint: str | None = None) -> RegistryRow:
+        """``fingerprint``: of the file's facts, when the caller has it already (else computed here)."""
+        if fingerprint is None and child.facts:
+            fingerprint = facts_fingerprint(child.facts)
         return cls(
             child.id, child.township, child.village, child.rederive_on, child.merged_into is not None,
-            tuple(child.categories), facts_fingerprint(child.facts) if child.facts else None,
+            tuple(child.categories), fingerprint,
         )
 
-    def unchanged_by(self, facts: dict[str, Any], as_of: date) -> bool:
-        """Whether registering these facts on this date would change nothing (as far as this row knows)."""
+    def unchanged_by(self, facts_fingerprint: str, as_of: date) -> bool:
+        """Whether registering facts with this fingerprint on this date would change nothing (as far as this row
+        knows)."""
         return (
             not self.merged
             and (self.rederive_on is None or as_of < self.rederive_on)
-            and self.facts_fingerprint == facts_fingerprint(facts)
+            and self.facts_fingerprint == facts_fingerprint
         )
 
 
@@ -144,7 +148,7 @@ class ChildRegistry:
         create_tables(metadata, engine, [registry_table])
 
     def upsert(self, rows: Sequence[RegistryRow]) -> None:
-        """One statement executed for all rows (executemany): a batch of 500 in a few milliseconds."""
+        """One statement for all rows, passed as one parameter: a batch of 500 in a few milliseconds."""
         if not rows:
             return
         params = [
@@ -154,24 +158,17 @@ class ChildRegistry:
             for r in {r.child_id: r for r in rows}.values()
         ]
         with self.engine.begin() as conn:
-            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-            stmt = dialect.insert(registry_table)
-            conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["child_id"],
-                    set_={c: stmt.excluded[c] for c in _UPDATED},
-                ),
-                params,
-            )
+            for start in range(0, len(params), _CHUNK):
+                upsert_rows(conn, registry_table, params[start:start + _CHUNK], key="child_id")
 
     def rows(self, child_ids: set[UUID]) -> dict[UUID, RegistryRow]:
-        """The rows of these children that have one."""
+        """The rows of these children that have one (one query per thousand children)."""
         found: dict[UUID, RegistryRow] = {}
         ordered = sorted(str(i) for i in child_ids)
         t = registry_table
         with self.engine.connect() as conn:
-            for start in range(0, len(ordered), 500):
-                query = select(t).where(t.c.child_id.in_(ordered[start:start + 500]))
+            for start in range(0, len(ordered), _CHUNK):
+                query = select(t).where(among(conn, t.c.child_id, ordered[start:start + _CHUNK]))
                 for row in conn.execute(query):
                     child_id = UUID(row.child_id)
                     found[child_id] = RegistryRow(
@@ -229,10 +226,10 @@ class DuplicateList:
         out: dict[str, str] = {}
         ordered = sorted(keys)
         with self.engine.connect() as conn:
-            for start in range(0, len(ordered), 500):
-                chunk = ordered[start:start + 500]
+            for start in range(0, len(ordered), _CHUNK):
+                chunk = ordered[start:start + _CHUNK]
                 query = select(duplicates_table.c.pair, duplicates_table.c.status).where(
-                    duplicates_table.c.pair.in_(chunk)
+                    among(conn, duplicates_table.c.pair, chunk)
                 )
                 out.update({row.pair: row.status for row in conn.execute(query)})
         return out
