@@ -21,6 +21,7 @@ from contracts.routing import load_rules
 from huhang.problems import Conflict, NotFound, Unprocessable
 from huhang.settings import Settings
 from huhang.storage import eventsourcing_env, read_model_engine
+from services.intake import application
 from services.intake.application import (
     ChildFacts,
     FileReport,
@@ -226,6 +227,73 @@ def test_a_batch_of_500_children_registers_in_one_go_and_quickly(any_storage_set
     assert all(r.categories == ("left_behind",) for r in registrations)
     assert elapsed < 2.0  # about 0.3 s on an idle 2-core machine; a loose bound against a gross regression
     app.close()
+
+
+def test_a_batch_saved_chunk_by_chunk_registers_as_its_chunks_would_one_call_after_another(
+    memory_settings, clock, fake, monkeypatch
+):
+    """Each chunk is prepared while the one before it is still being saved (its registry rows and flags not yet
+    written): what it needs of that chunk comes from memory."""
+    known_before = identity(fake, name="陈晓明", sex="male", birth_date=date(2016, 5, 3))
+    its_twin = dataclasses.replace(known_before, name="陳曉明")  # the same child written otherwise: a duplicate
+    again, first, second = identity(fake), identity(fake, name="张小雨"), identity(fake)
+    commands = [
+        register(its_twin), register(identity(fake)),  # a duplicate of a file not in this batch is flagged on it ...
+        register(known_before), register(again),  # ... and not again when that file comes next, unchanged
+        register(again, parents_away(add_months(TODAY, -5)), source="survey:s:5"),  # changed right after
+        register(first), register(dataclasses.replace(first, name="張小雨")), register(second),
+    ]
+    monkeypatch.setattr(application, "REGISTER_CHUNK", 2)
+    whole, chunked = make_app(memory_settings, clock), make_app(memory_settings, clock)
+    try:
+        for app in (whole, chunked):
+            app.register_children([register(known_before)])
+        one_call_after_another = [
+            r for start in range(0, len(commands), 2) for r in whole.register_children(commands[start:start + 2])
+        ]
+
+        in_chunks = chunked.register_children(commands)
+
+        assert [dataclasses.astuple(r) for r in in_chunks] == [dataclasses.astuple(r) for r in one_call_after_another]
+        assert [(r.created, r.changed) for r in in_chunks] == [
+            (True, True), (True, True), (False, False), (True, True), (False, True), (True, True), (True, True),
+            (True, True),
+        ]
+        twin, known, first_again = in_chunks[0], in_chunks[2], in_chunks[4]
+        assert [d.child_id for d in twin.duplicates] == [known.child_id]
+        assert [d.child_id for d in known.duplicates] == [twin.child_id]  # pending, not flagged a second time
+        assert (first_again.child_id, first_again.categories) == (in_chunks[3].child_id, ("left_behind",))
+        assert [d.child_id for d in in_chunks[6].duplicates] == [in_chunks[5].child_id]
+        assert len(chunked.pending_duplicates()) == 2
+        assert changes(chunked, known.child_id) == changes(whole, known.child_id)
+        assert changes(chunked, first_again.child_id) == [
+            "registered", "facts_recorded", "categories_derived", "facts_recorded", "categories_derived",
+        ]
+        assert stored(chunked) == stored(whole)
+        ids = {r.child_id for r in in_chunks}
+        assert chunked.registry.rows(ids) == whole.registry.rows(ids)
+    finally:
+        whole.close()
+        chunked.close()
+
+
+def test_a_conflict_in_a_later_chunk_keeps_the_chunks_saved_before_and_tries_again_from_there(
+    stored_intake, fake, monkeypatch
+):
+    known = register(identity(fake), PARENTS_AT_HOME)
+    known_id = stored_intake.register_children([known])[0].child_id
+    with stored_intake.registry.engine.begin() as conn:  # the registry misses the file: taken for new, it conflicts
+        conn.exec_driver_sql("DELETE FROM child_registry")
+    fresh = [register(identity(fake)) for _ in range(3)]
+    monkeypatch.setattr(application, "REGISTER_CHUNK", 2)
+
+    registrations = stored_intake.register_children([fresh[0], fresh[1], known, fresh[2]])
+
+    assert [(r.created, r.changed) for r in registrations] == [(True, True), (True, True), (False, False), (True, True)]
+    assert registrations[2].child_id == known_id
+    for registration in registrations:
+        assert changes(stored_intake, registration.child_id).count("registered") == 1
+    assert set(stored_intake.registry.rows({r.child_id for r in registrations})) == {r.child_id for r in registrations}
 
 
 # --- categories: derived, re-derived on a change of facts and as time passes --------------------------------------

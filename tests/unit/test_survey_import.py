@@ -4,6 +4,7 @@ duplicates through the same matching, the file refused as a whole, the API uploa
 from __future__ import annotations
 
 import csv
+import gc
 import hashlib
 import io
 from collections.abc import Iterator, Sequence
@@ -23,6 +24,7 @@ from services.intake.application import ChildFacts
 from services.intake.categories import add_months
 from services.intake.main import IntakeService, build
 from services.intake.survey import (
+    IMPORT_GC_THRESHOLDS,
     CollectedErrors,
     ImportedRow,
     ImportSummary,
@@ -31,6 +33,7 @@ from services.intake.survey import (
     SurveyImport,
     column_for,
     id_card_check_digit,
+    import_gc_settings,
     parse_date,
     parse_id_card,
     scan,
@@ -614,3 +617,30 @@ def test_the_cli_exits_0_when_every_row_imports(tmp_path, monkeypatch, capsys, f
 
     assert cli.main(["import-survey", str(roster)]) == 0
     assert "new files:                   3" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------- the collector's settings
+
+
+def test_while_imports_run_the_collector_runs_less_often_and_its_settings_come_back_after_the_last(service, fake):
+    before, frozen_before = gc.get_threshold(), gc.get_freeze_count()
+    seen: list[tuple[tuple[int, int, int], int]] = []
+
+    def register(commands: Any) -> Any:
+        seen.append((gc.get_threshold(), gc.get_freeze_count()))
+        return service.application.register_children(commands)
+
+    with import_gc_settings():
+        assert gc.get_threshold() == IMPORT_GC_THRESHOLDS
+        SurveyImport(register, agency="township").run(io.BytesIO(csv_bytes([a_row(fake)])), CollectedErrors())
+        assert gc.get_threshold() == IMPORT_GC_THRESHOLDS  # an import ending while another runs changes nothing
+    assert (gc.get_threshold(), gc.get_freeze_count()) == (before, frozen_before)
+
+    with pytest.raises(Unprocessable):  # refused when its header is read: the settings come back all the same
+        SurveyImport(register, agency="township").run(io.BytesIO(csv_bytes([], header=["姓名"])), CollectedErrors())
+    assert (gc.get_threshold(), gc.get_freeze_count()) == (before, frozen_before)
+    SurveyImport(register, agency="township").run(io.BytesIO(csv_bytes([a_row(fake)])), CollectedErrors())
+
+    assert len(seen) == 2
+    assert all(threshold == IMPORT_GC_THRESHOLDS and frozen > frozen_before for threshold, frozen in seen)
+    assert (gc.get_threshold(), gc.get_freeze_count()) == (before, frozen_before)
