@@ -358,7 +358,8 @@ class IntakeApplication(ServiceApplication):
         Per child: at most one repository lookup (plus one per merge hop for a merged file). A command whose facts
         equal the file's, or that repeats a (source, facts) already recorded, changes nothing. Probable duplicates
         (in the store or within the batch) are flagged on the child registered, never merged. A larger batch is
-        saved chunk by chunk, each chunk prepared while the one before it is saved (``_register``).
+        saved chunk by chunk, each chunk prepared while the one before it is saved (``_register``), and registers
+        as its chunks would, one call after another: a chunk's matching sees the chunks before it, not after it.
         """
         if not commands:
             return []

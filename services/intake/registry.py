@@ -130,13 +130,13 @@ class RegistryRow:
             tuple(child.categories), fingerprint,
         )
 
-    def unchanged_by(self, facts_fingerprint: str, as_of: date) -> bool:
-        """Whether registering facts with this fingerprint on this date would change nothing (as far as this row
-        knows)."""
+    def unchanged_by(self, fingerprint: str, as_of: date) -> bool:
+        """Whether registering facts with this fingerprint (``facts_fingerprint``) on this date would change nothing
+        (as far as this row knows)."""
         return (
             not self.merged
             and (self.rederive_on is None or as_of < self.rederive_on)
-            and self.facts_fingerprint == facts_fingerprint
+            and self.facts_fingerprint == fingerprint
         )
 
 

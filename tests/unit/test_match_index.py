@@ -4,19 +4,20 @@ in-memory matcher, idempotent upserts, removal, and a batch of 500 answered with
 from __future__ import annotations
 
 import dataclasses
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import date
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, func, select
+from sqlalchemy import JSON, Boolean, Column, Date, Engine, Float, MetaData, String, Table, event, func, select
 
 from bench.child_matching import record_of
 from bench.synthetic_roster import generate_roster
 from huhang.settings import Settings
 from huhang.storage import read_model_engine
-from services.intake.match_index import MatchIndex, match_index_table
+from services.intake.match_index import MatchIndex, among, match_index_table, upsert_rows
 from services.intake.matching import BLOCKING_COMPLETE_AT, DuplicateMatcher, PersonRecord
 
 ID_CARD = "33038220160512234X"
@@ -144,3 +145,69 @@ def test_the_index_survives_a_second_instance_on_the_same_store(engine: Engine) 
 def test_a_threshold_blocking_does_not_cover_is_refused(engine: Engine) -> None:
     with pytest.raises(ValueError, match="threshold"):
         MatchIndex(engine, threshold=BLOCKING_COMPLETE_AT - 0.05)
+
+
+def test_filing_and_matching_in_one_go_answers_as_filing_then_asking(engine: Engine) -> None:
+    rows = list(generate_roster(1200, duplicate_rate=0.15, seed=23))
+    records = [record_of(i, row) for i, row in enumerate(rows)]
+    stored, new = records[:800], records[800:]
+    in_one_go, step_by_step = MatchIndex(engine), MatchIndex(engine)
+    in_one_go.upsert(stored)
+    asked = [*new, dataclasses.replace(new[0], name="李晓雨")]  # a child asked about twice: the last record counts
+
+    found = in_one_go.file_and_match(new, asked)
+
+    expected = step_by_step.candidates_many(asked)  # the same table, now holding what file_and_match filed
+    assert found == expected
+    assert sum(1 for matches in found.values() if matches) > 40  # seeded duplicates, in the store and in the batch
+    assert rows_in(engine) == 1200
+
+
+def test_a_child_filed_in_the_batch_is_matched_as_filed_not_read_back(index: MatchIndex, engine: Engine) -> None:
+    first, again = person(), person("李小雨")
+    counter = StatementCounter(engine)
+    try:
+        found = index.file_and_match([first], [first, again])
+    finally:
+        counter.close()
+    assert counter.selects == 1
+    assert found[first.child_id] == []  # the record asked about after it is not filed: only the other way round
+    assert [m.child_id for m in found[again.child_id]] == [first.child_id]
+    assert index.candidates(person("李晓宇")) != []  # and it is in the index
+
+
+def test_rows_pass_as_one_json_parameter_with_dates_booleans_lists_and_nulls(engine: Engine) -> None:
+    metadata = MetaData()
+    table = Table(
+        "json_rows_probe", metadata, Column("id", String(36), primary_key=True), Column("day", Date, nullable=True),
+        Column("flag", Boolean, nullable=False), Column("codes", JSON, nullable=False),
+        Column("score", Float, nullable=False), Column("text", String(50), nullable=True),
+    )
+    metadata.create_all(engine)
+    tricky = '李"晓\'雨\\ \u3000 ,{}'
+    rows: list[dict[str, Any]] = [
+        {"id": "a", "day": date(2024, 2, 29), "flag": True, "codes": ["x", "y"], "score": 0.93, "text": tricky},
+        {"id": "b", "day": None, "flag": False, "codes": [], "score": 1.0, "text": None},
+    ]
+    with engine.begin() as conn:
+        upsert_rows(conn, table, rows, key="id")
+        upsert_rows(conn, table, [{**rows[0], "flag": False, "codes": ["z"]}], key="id")  # replaces, keeps "b"
+        stored = [tuple(r) for r in conn.execute(select(table).order_by(table.c.id))]
+        assert stored == [
+            ("a", date(2024, 2, 29), False, ["z"], 0.93, tricky), ("b", None, False, [], 1.0, None),
+        ]
+        assert [r.id for r in conn.execute(select(table.c.id).where(among(conn, table.c.id, ["b", tricky])))] == ["b"]
+
+
+def test_a_lookup_on_a_young_table_without_statistics_stays_fast(index: MatchIndex) -> None:
+    """A regression guard: keys bound as arrays the planner could not hash made PostgreSQL test every row of a young
+    table against every key (about a second for 500 records against 10,000); one index lookup per key takes
+    milliseconds."""
+    records = [record_of(i, row) for i, row in enumerate(generate_roster(10_500, seed=24))]
+    for start in range(0, 10_000, 5000):
+        index.upsert(records[start:start + 5000])
+    index.candidates_many(records[10_000:10_100])  # warm up
+
+    started = time.perf_counter()
+    index.file_and_match(records[10_000:], records[10_000:])
+    assert time.perf_counter() - started < 0.8
