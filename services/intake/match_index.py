@@ -12,6 +12,7 @@ per row, costs more than the lookup or the write itself.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date
@@ -20,6 +21,7 @@ from uuid import UUID
 
 from sqlalchemy import (
     JSON,
+    BindParameter,
     Column,
     ColumnElement,
     Connection,
@@ -171,26 +173,11 @@ def _fetch(
     conn: Connection, wanted: Sequence[BlockingKeys], skip: frozenset[str] = frozenset()
 ) -> Iterator[PersonRecord]:
     """The rows filed under any of the keys, each once, but for the child ids in ``skip``."""
-    t = match_index_table
-    columns = (t.c.child_id, t.c.name, t.c.sex, t.c.birth_date, t.c.id_card_number, t.c.township, t.c.village)
-    conditions = [
-        among(conn, column, sorted(values))
-        for column, values in (
-            (t.c.id_card_number, _all(wanted, lambda k: k.id_card)),
-            (t.c.key_date_name, _all(wanted, lambda k: k.date_name)),
-            (t.c.key_place_date, _all(wanted, lambda k: k.place_date)),
-            (t.c.key_place_name, _all(wanted, lambda k: k.place_name)),
-        )
-        if values
-    ]
-    if conn.dialect.name == "postgresql":
-        # One index lookup per key column (a semi-join each): an OR of the four lets the planner pick a sequential
-        # scan that tests every row against every key.
-        query: Any = union_all(*(select(*columns).where(condition) for condition in conditions))
-    else:
-        query = select(*columns).where(or_(*conditions))
+    params = {
+        name: json.dumps(sorted(_all(wanted, part)), ensure_ascii=False) for name, part in _KEY_PARTS.items()
+    }
     seen = set(skip)
-    for row in conn.execute(query):
+    for row in conn.execute(_fetch_statement(conn.dialect.name), params):
         if row.child_id in seen:
             continue
         seen.add(row.child_id)
@@ -200,12 +187,37 @@ def _fetch(
         )
 
 
+# The lookup's parameters: the keys of each kind, as one JSON array each (an empty array matches nothing).
+_KEY_PARTS: dict[str, Callable[[BlockingKeys], tuple[str, ...]]] = {
+    "id_card_number": lambda k: k.id_card,
+    "key_date_name": lambda k: k.date_name,
+    "key_place_date": lambda k: k.place_date,
+    "key_place_name": lambda k: k.place_name,
+}
+
+
+@functools.cache
+def _fetch_statement(dialect: str) -> Any:
+    """Built once per dialect: building the statement cost more than running it (a report looks up one child)."""
+    t = match_index_table
+    columns = (t.c.child_id, t.c.name, t.c.sex, t.c.birth_date, t.c.id_card_number, t.c.township, t.c.village)
+    conditions = [_among(dialect, t.c[name], bindparam(name, type_=String)) for name in _KEY_PARTS]
+    if dialect == "postgresql":
+        # One index lookup per key column (a semi-join each): an OR of the four lets the planner pick a sequential
+        # scan that tests every row against every key.
+        return union_all(*(select(*columns).where(condition) for condition in conditions))
+    return select(*columns).where(or_(*conditions))
+
+
 def among(conn: Connection, column: Column[Any], values: list[str]) -> ColumnElement[bool]:
     """``column IN values`` with the values as one JSON array parameter, unnested by the database (PostgreSQL's
     json_array_elements_text, SQLite's json_each) into a semi-join that takes the column's index: thousands of
     separate parameters, or a PostgreSQL array parameter, cost more to bind than the lookup itself."""
-    values_json = bindparam(None, json.dumps(values, ensure_ascii=False), type_=String)
-    if conn.dialect.name == "postgresql":
+    return _among(conn.dialect.name, column, bindparam(None, json.dumps(values, ensure_ascii=False), type_=String))
+
+
+def _among(dialect: str, column: Column[Any], values_json: BindParameter[str]) -> ColumnElement[bool]:
+    if dialect == "postgresql":
         return column.in_(select(func.json_array_elements_text(cast(values_json, JSON))))
     listed = func.json_each(values_json).table_valued("value")
     return column.in_(select(listed.c.value))
@@ -215,19 +227,25 @@ def upsert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
     """Insert the rows (a value for every column of ``table``), replacing the rows with the same ``key``: one
     statement with the rows as one JSON parameter, read by PostgreSQL's json_to_recordset or SQLite's json_each.
     Values: strings, numbers, booleans, None, dates, and lists or dicts for JSON columns."""
-    if not rows:
-        return
+    if rows:
+        payload = json.dumps(list(rows), ensure_ascii=False, default=_json_value)
+        conn.execute(_upsert_statement(conn.dialect.name, table, key), {"rows": payload})
+
+
+@functools.cache
+def _upsert_statement(dialect: str, table: Table, key: str) -> Any:
+    """Built once per dialect and table: building it cost more than running it for one row."""
     columns = list(table.columns)
-    insert: Any = (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
-    stmt = insert.from_select([c.name for c in columns], _rows_select(conn, columns, rows))
-    conn.execute(stmt.on_conflict_do_update(
+    insert: Any = (postgresql if dialect == "postgresql" else sqlite).insert(table)
+    stmt = insert.from_select([c.name for c in columns], _rows_select(dialect, columns))
+    return stmt.on_conflict_do_update(
         index_elements=[key], set_={c.name: stmt.excluded[c.name] for c in columns if c.name != key},
-    ))
+    )
 
 
-def _rows_select(conn: Connection, columns: Sequence[Column[Any]], rows: Sequence[Mapping[str, Any]]) -> Select[Any]:
-    payload = bindparam(None, json.dumps(list(rows), ensure_ascii=False, default=_json_value), type_=String)
-    if conn.dialect.name == "postgresql":
+def _rows_select(dialect: str, columns: Sequence[Column[Any]]) -> Select[Any]:
+    payload = bindparam("rows", type_=String)
+    if dialect == "postgresql":
         records = (
             func.json_to_recordset(cast(payload, JSON))
             .table_valued(*(column(c.name, c.type) for c in columns))
