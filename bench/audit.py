@@ -22,9 +22,6 @@ Wall-clock and CPU time (this process) are both recorded. Prints a table and wri
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -36,8 +33,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, text
-
+from bench._pg import DATABASE_URL, drop_schemas
+from bench._results import write_results
 from contracts.agencies import Agency
 from contracts.commands import OpenReferral
 from contracts.vocabulary import Priority
@@ -57,7 +54,6 @@ from services.referral.main import ReferralService, build
 
 RESULTS_DIR = Path(__file__).parent / "results"
 DEFAULT_JSON = RESULTS_DIR / "audit.json"
-DATABASE_URL = os.environ.get("HUHANG_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 TARGET_RATIO = 0.5
 WRITE_BATCH = 500
 _T0 = time.perf_counter()
@@ -92,21 +88,6 @@ def store(kind: str, tmp: Path, prefix: str) -> Iterator[tuple[Settings, Referra
     finally:
         service.application.close()
         service.positions.engine.dispose()
-
-
-def drop_schemas(prefix: str) -> list[str]:
-    engine = create_engine(DATABASE_URL.replace("postgresql://", "postgresql+psycopg://", 1))
-    try:
-        with engine.begin() as conn:
-            names = list(conn.execute(
-                text("SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE :p"),
-                {"p": f"{prefix}%"},
-            ).scalars())
-            for name in names:
-                conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
-        return names
-    finally:
-        engine.dispose()
 
 
 def timed(work: Callable[[], int]) -> tuple[int, float, float]:
@@ -191,18 +172,6 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for name in ("eventsourcing", "sqlalchemy", "psycopg", "cryptography"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = "?"
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.audit", description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=100_000)
@@ -221,15 +190,11 @@ def main(argv: list[str] | None = None) -> int:
         if "postgres" in args.stores:
             dropped = drop_schemas(prefix)
             progress(f"dropped PostgreSQL schemas {', '.join(dropped) or '(none)'}")
-    output = {
-        "benchmark": "audit", "at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "versions": _versions(),
-        "method": "median over back-to-back pairs of (verification rate / raw read rate), same events, same batches",
-        "results": results,
-    }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(output, indent=2, ensure_ascii=False) + "\n")
+    write_results(
+        args.json, "audit",
+        "median over back-to-back pairs of (verification rate / raw read rate), same events, same batches",
+        results, ("eventsourcing", "sqlalchemy", "psycopg", "cryptography"),
+    )
     print(table(results))
     progress(f"wrote {args.json}")
     return 0 if all(r["meets_target"] for r in results) else 1

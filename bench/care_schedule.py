@@ -42,8 +42,9 @@ from datetime import time as clock_time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, insert, text
+from sqlalchemy import Engine, insert, text
 
+from bench._pg import DATABASE_URL, drop_schemas
 from contracts.agencies import Agency
 from contracts.cases import care_case_id
 from contracts.events import ChildFileUpdated, ChildFileUpdatedData
@@ -57,7 +58,6 @@ from services.guardianship.visits import VisitPolicy, next_due
 
 RESULTS_DIR = Path(__file__).parent / "results"
 DEFAULT_JSON = RESULTS_DIR / "care_schedule.json"
-DATABASE_URL = os.environ.get("HUHANG_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 TOWNSHIPS = ("虹桥镇", "柳市镇", "北白象镇", "大荆镇", "清江镇", "芙蓉镇", "雁荡镇", "淡溪镇")
 FREQUENT_REASONS = ("child_disability", "child_psychological_abnormality", "guardian_serious_disability")
 WRITE_CHUNK = 5000
@@ -266,21 +266,6 @@ def bench_check(
     finally:
         service.application.close()
         service.care.status.engine.dispose()
-
-
-def drop_schemas(prefix: str) -> list[str]:
-    engine = create_engine(DATABASE_URL.replace("postgresql://", "postgresql+psycopg://", 1))
-    try:
-        with engine.begin() as conn:
-            names = list(conn.execute(
-                text("SELECT schema_name FROM information_schema.schemata WHERE left(schema_name, :n) = :p"),
-                {"n": len(prefix), "p": prefix},
-            ).scalars())
-            for name in names:
-                conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
-        return names
-    finally:
-        engine.dispose()
 
 
 # ----------------------------------------------------------------------------------------------------- results

@@ -44,8 +44,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import create_engine, text
-
+from bench._pg import DATABASE_URL, drop_schemas
 from bench.synthetic_roster import RosterRow, generate_roster, write_csv
 from huhang.settings import Settings
 from huhang.storage import eventsourcing_env
@@ -68,7 +67,6 @@ from services.intake.survey import (
 
 RESULTS_DIR = Path(__file__).parent / "results"
 DEFAULT_JSON = RESULTS_DIR / "child_import.json"
-DATABASE_URL = os.environ.get("HUHANG_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 AGENCY = "civil_affairs"
 TARGETS = {"rows_per_s": 1000.0, "peak_mb": 500.0, "precision": 0.95, "recall": 0.90}
 SAME_ID_REASON = "the same identity card number as row"
@@ -404,21 +402,6 @@ def _child(child_id: UUID, row: SurveyRow, import_id: str, today: date) -> Child
 
 
 # -------------------------------------------------------------------------------------------------------- results
-
-
-def drop_schemas(prefix: str) -> list[str]:
-    engine = create_engine(DATABASE_URL.replace("postgresql://", "postgresql+psycopg://", 1))
-    try:
-        with engine.begin() as conn:
-            names = list(conn.execute(
-                text("SELECT schema_name FROM information_schema.schemata WHERE left(schema_name, :n) = :p"),
-                {"n": len(prefix), "p": prefix},
-            ).scalars())
-            for name in names:
-                conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
-        return names
-    finally:
-        engine.dispose()
 
 
 def evaluate(results: dict[str, Any]) -> dict[str, Any]:

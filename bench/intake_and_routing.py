@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import hashlib
 import itertools
 import json
@@ -53,16 +54,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import create_engine, text
 
+from bench._pg import DATABASE_URL, drop_schemas
 from huhang.settings import Settings
 from huhang.storage import eventsourcing_env
 from services.intake.application import ChildFacts, FileReport, IntakeApplication
+from tests.support.auth import minted_auth, new_signing_key
 from tests.support.processes import free_port, huhang_env, huhang_process, stop_process, wait_http
 
 RESULTS_DIR = Path(__file__).parent / "results"
 DEFAULT_JSON = RESULTS_DIR / "intake_and_routing.json"
-DATABASE_URL = os.environ.get("HUHANG_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 PARTS = ("baseline", "http", "embedded", "distributed")
 API_SERVICES = ("intake", "referral", "guardianship", "notifications")
 REQUIRED_APIS = ("intake", "referral")  # what a report needs to reach the police inbox
@@ -393,7 +394,8 @@ def http_shell(port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
     args = ["-m", "uvicorn", "bench._http_shell:app", "--host", "127.0.0.1", "--port", str(port)]
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, *args, "--log-level", "warning"], env=huhang_env(), stdout=out,
+            [sys.executable, *args, "--log-level", "warning"], env=huhang_env(auth_signing_key=signing_key()),
+            stdout=out,
             stderr=subprocess.STDOUT, start_new_session=True, cwd=Path(__file__).parent.parent,
         )
         try:
@@ -412,7 +414,8 @@ def bench_http(
     base_rate = {r["clients"]: r["reports_per_s"] for r in baseline if r["storage"] == storage}
     with start(port, log) as process:
         wait_ready(f"{url}/healthz", process, 90)
-        clients = [httpx.Client(base_url=url, timeout=30, verify=False) for _ in range(max(plan.concurrencies))]
+        clients = [httpx.Client(base_url=url, timeout=30, verify=False, auth=api_auth())
+                   for _ in range(max(plan.concurrencies))]
         try:
 
             def call(idx: int) -> None:
@@ -469,7 +472,7 @@ class InboxWatcher:
         self._thread.join(15)
 
     def _run(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=10, verify=False) as client:
+        with httpx.Client(base_url=self.url, timeout=10, verify=False, auth=api_auth()) as client:
             while not self._stop.is_set():
                 started = time.perf_counter()
                 try:
@@ -515,6 +518,18 @@ class Filed:
 OPEN_LOOP_THREADS = 200
 
 
+@functools.cache
+def signing_key() -> str:
+    """One token signing key for every process of the run (HUHANG_AUTH_SIGNING_KEY)."""
+    return new_signing_key()
+
+
+@functools.cache
+def api_auth() -> httpx.Auth:
+    """The load generators' bearer token (a system token minted with the run's key), shared by every client."""
+    return minted_auth(signing_key())
+
+
 def file_open_loop(intake_url: str, reports: SyntheticReports, rate: float, seconds: float) -> list[Filed]:
     """POST ``rate`` reports a second for ``seconds``, each at its scheduled time whatever the earlier answers
     (open loop), from a pool of threads with one keep-alive ``httpx.Client`` each.
@@ -532,7 +547,7 @@ def file_open_loop(intake_url: str, reports: SyntheticReports, rate: float, seco
     def client() -> httpx.Client:
         mine: httpx.Client | None = getattr(local, "client", None)
         if mine is None:
-            mine = local.client = httpx.Client(base_url=intake_url, timeout=60, verify=False)
+            mine = local.client = httpx.Client(base_url=intake_url, timeout=60, verify=False, auth=api_auth())
             with lock:
                 clients.append(mine)
         return mine
@@ -670,7 +685,7 @@ def _batch(plan: Plan) -> dict[str, str]:
 
 def run_embedded(plan: Plan, reports: SyntheticReports, tmp: Path, logs: Path) -> list[dict[str, Any]]:
     port = free_port()
-    env = huhang_env(data_dir=str(tmp / "embedded-data"), **_batch(plan))
+    env = huhang_env(data_dir=str(tmp / "embedded-data"), auth_signing_key=signing_key(), **_batch(plan))
     env.update({"PORT": str(port), "HOST": "127.0.0.1"})
     url = f"http://127.0.0.1:{port}"
     started = time.perf_counter()
@@ -697,7 +712,7 @@ def run_distributed(plan: Plan, reports: SyntheticReports, schema_prefix: str, l
         env = huhang_env(
             storage="postgres", database_url=DATABASE_URL, schema_prefix=schema_prefix, transport="kafka",
             kafka_bootstrap_servers=bootstrap, kafka_max_poll_interval_ms="60000", kafka_session_timeout_ms="5000",
-            referral_url=urls["referral"], **_batch(plan),
+            referral_url=urls["referral"], auth_signing_key=signing_key(), **_batch(plan),
         )
         started = time.perf_counter()
         progress("distributed: starting 4 APIs, 4 workers and the router")
@@ -729,23 +744,6 @@ def run_distributed(plan: Plan, reports: SyntheticReports, schema_prefix: str, l
 
 
 # ------------------------------------------------------------------------------------------------------- running
-
-
-def drop_schemas(prefix: str) -> list[str]:
-    engine = create_engine(DATABASE_URL.replace("postgresql://", "postgresql+psycopg://", 1))
-    try:
-        with engine.begin() as conn:
-            names = list(
-                conn.execute(
-                    text("SELECT schema_name FROM information_schema.schemata WHERE left(schema_name, :n) = :p"),
-                    {"n": len(prefix), "p": prefix},
-                ).scalars()
-            )
-            for name in names:
-                conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
-        return names
-    finally:
-        engine.dispose()
 
 
 @dataclass
@@ -944,9 +942,11 @@ def main(argv: list[str] | None = None) -> int:
                 with part(results, "http shell"):
                     log = logs / "http-shell.log"
                     results.http += bench_http(plan, reports, SHELL, http_shell, log, [], plan.http_shell_s)
-                pg_env = huhang_env(storage="postgres", database_url=DATABASE_URL, schema_prefix=f"{prefix}h_")
+                pg_env = huhang_env(storage="postgres", database_url=DATABASE_URL, schema_prefix=f"{prefix}h_",
+                                    auth_signing_key=signing_key())
                 for storage, env in (
-                    ("sqlite", huhang_env(storage="sqlite", data_dir=str(tmp / "http-sqlite"))),
+                    ("sqlite", huhang_env(storage="sqlite", data_dir=str(tmp / "http-sqlite"),
+                                          auth_signing_key=signing_key())),
                     ("postgres", pg_env),
                 ):
                     with part(results, f"http {storage}"):

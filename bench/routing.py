@@ -29,8 +29,9 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
+from bench._pg import DATABASE_URL, drop_schemas
 from contracts.events import ReferralRequested, ReferralRequestedData, ReportFiled, ReportFiledData
 from contracts.vocabulary import ConcernCategory, Priority
 from huhang.kafka import KafkaPublisher, KafkaSource
@@ -41,7 +42,6 @@ from workflows.referral_gateway import LocalReferralGateway
 from workflows.routing import Router, plan_referrals, route_case_events
 from workflows.rules_provider import RulesProvider
 
-DATABASE_URL = os.environ.get("HUHANG_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 RESULTS = Path(__file__).parent / "results" / "routing.json"
 TOWNSHIPS = ["虹桥镇", "柳市镇", "大荆镇", "北白象镇", "乐成街道"]
 CONCERNS = [
@@ -94,22 +94,6 @@ def settings_for(prefix: str, bootstrap: str) -> Settings:
         kafka_max_poll_interval_ms=60000,
         kafka_session_timeout_ms=5000,
     )
-
-
-def drop_schemas(prefix: str) -> None:
-    engine = create_engine(DATABASE_URL.replace("postgresql://", "postgresql+psycopg://", 1))
-    with engine.begin() as conn:
-        names = (
-            conn.execute(
-                text("SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE :p"),
-                {"p": f"{prefix}%"},
-            )
-            .scalars()
-            .all()
-        )
-        for name in names:
-            conn.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
-    engine.dispose()
 
 
 def count_referrals(service: ReferralService) -> int:

@@ -15,10 +15,12 @@ from pydantic import Field, TypeAdapter
 from contracts.agencies import Agency
 from contracts.envelope import CloudEvent, Contract
 from contracts.vocabulary import (
+    AccessPurpose,
     ChildCategory,
     ConcernCategory,
     CourtOrderKind,
     EntrustedCareProblem,
+    ErasureReason,
     EscalationKind,
     InterventionDocumentKind,
     InterventionKind,
@@ -204,6 +206,24 @@ class ChildrenMerged(CloudEvent):
     schema_name = "children-merged.v1"
     type: Literal["cn.huhang.child.merged.v1"] = "cn.huhang.child.merged.v1"
     data: ChildrenMergedData
+
+
+class ChildDataErasedData(Contract):
+    """A child's personal data was erased: every service destroys its key for the child (its stored events stay,
+    sealed and unreadable, so the hash chain still verifies) and purges its derived copies. The non-personal trail
+    (ids, codes, agencies, times) stays."""
+
+    child_id: UUID
+    case_id: UUID = Field(description="The child's standing care case.")
+    reason: ErasureReason
+    erased_by: Agency
+
+
+class ChildDataErased(CloudEvent):
+    event_type = "cn.huhang.child.data-erased.v1"
+    schema_name = "child-data-erased.v1"
+    type: Literal["cn.huhang.child.data-erased.v1"] = "cn.huhang.child.data-erased.v1"
+    data: ChildDataErasedData
 
 
 class VisitRecordedData(Contract):
@@ -395,6 +415,48 @@ class ReferralOwnerChanged(CloudEvent):
     data: ReferralOwnerChangedData
 
 
+class BreakGlassAccessOpenedData(Contract):
+    """An officer without access opened a case in an emergency (break-the-glass). Flagged to the lead agency for
+    review. The stated reason is free text and stays in intake; the event carries ids and codes only."""
+
+    grant_id: UUID
+    case_id: UUID
+    child_id: UUID
+    agency: Agency = Field(description="The agency of the officer who broke the glass.")
+    subject: str = Field(max_length=200, description="The officer's pseudonymous account or client id.")
+    purpose: AccessPurpose
+    opened_at: datetime
+    expires_at: datetime
+    township: str
+    village: str
+
+
+class BreakGlassAccessOpened(CloudEvent):
+    event_type = "cn.huhang.access.break-glass-opened.v1"
+    schema_name = "break-glass-access-opened.v1"
+    type: Literal["cn.huhang.access.break-glass-opened.v1"] = "cn.huhang.access.break-glass-opened.v1"
+    data: BreakGlassAccessOpenedData
+
+
+class BreakGlassAccessReviewedData(Contract):
+    """The lead agency reviewed a break-the-glass access; one found not justified ends the access at once."""
+
+    grant_id: UUID
+    case_id: UUID
+    child_id: UUID
+    justified: bool
+    reviewer_agency: Agency
+    township: str
+    village: str
+
+
+class BreakGlassAccessReviewed(CloudEvent):
+    event_type = "cn.huhang.access.break-glass-reviewed.v1"
+    schema_name = "break-glass-access-reviewed.v1"
+    type: Literal["cn.huhang.access.break-glass-reviewed.v1"] = "cn.huhang.access.break-glass-reviewed.v1"
+    data: BreakGlassAccessReviewedData
+
+
 CONTRACT_EVENTS: tuple[type[CloudEvent], ...] = (
     ReportFiled,
     GuardianshipRiskAssessed,
@@ -404,6 +466,7 @@ CONTRACT_EVENTS: tuple[type[CloudEvent], ...] = (
     JobAssistanceRequested,
     ChildFileUpdated,
     ChildrenMerged,
+    ChildDataErased,
     VisitRecorded,
     VisitOverdue,
     ParentContactMissed,
@@ -413,6 +476,8 @@ CONTRACT_EVENTS: tuple[type[CloudEvent], ...] = (
     ReferralReturned,
     ReferralEscalated,
     ReferralOwnerChanged,
+    BreakGlassAccessOpened,
+    BreakGlassAccessReviewed,
 )
 
 AnyCaseEvent = Annotated[
@@ -424,6 +489,7 @@ AnyCaseEvent = Annotated[
     | JobAssistanceRequested
     | ChildFileUpdated
     | ChildrenMerged
+    | ChildDataErased
     | VisitRecorded
     | VisitOverdue
     | ParentContactMissed
@@ -432,7 +498,9 @@ AnyCaseEvent = Annotated[
     | ReferralStatusChanged
     | ReferralReturned
     | ReferralEscalated
-    | ReferralOwnerChanged,
+    | ReferralOwnerChanged
+    | BreakGlassAccessOpened
+    | BreakGlassAccessReviewed,
     Field(discriminator="type"),
 ]
 

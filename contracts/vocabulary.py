@@ -223,3 +223,23 @@ class EntrustedCareProblem(StrEnum):
     expired = "expired"  # the last agreement ended and none replaced it
     caregiver_unable = "caregiver_unable"  # a visit found the caregiver unable to care for the child
     caregiver_neglectful = "caregiver_neglectful"  # a visit found the caregiver neglecting the child
+
+
+class AccessPurpose(StrEnum):
+    """Why a record is read (the access log, break-the-glass). A code, never free text."""
+
+    casework = "casework"  # working a referral or the case
+    emergency_protection = "emergency_protection"  # a child in danger now
+    investigation = "investigation"  # police, procuratorate
+    medical_emergency = "medical_emergency"
+    supervision = "supervision"  # the lead or supervising agency overseeing the work
+    audit = "audit"
+    other = "other"
+
+
+class ErasureReason(StrEnum):
+    """Why a child's personal data was erased (crypto-shredding)."""
+
+    retention_expired = "retention_expired"  # the retention period after the file was closed has passed
+    court_order = "court_order"
+    registered_in_error = "registered_in_error"  # a file opened for a child who does not exist or is not ours

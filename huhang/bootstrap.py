@@ -12,9 +12,10 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
 from contracts.topics import GUARDIANSHIP_TOPIC, INTAKE_TOPIC, REFERRAL_TOPIC
+from huhang.auth.client import system_auth
 from huhang.service import Service, Subscription
 from huhang.settings import Settings
 from huhang.storage import read_model_engine
@@ -56,18 +57,36 @@ def build_services(settings: Settings, names: Iterable[str] = SERVICE_NAMES) -> 
 
 
 def service_api(settings: Settings, service: Service) -> FastAPI:
-    """One service's own HTTP application (distributed mode)."""
-    api = create_api(service.title, settings, service.routers())
+    """One service's own HTTP application (distributed mode). Intake, the front door, also issues tokens."""
+    front_door = service.name == "intake"
+    api = create_api(service.title, settings, service.routers(), open_routers=_token_routers(front_door))
+    if front_door:
+        _bind_accounts(api, settings)
     service.bind(api)
     return api
 
 
 def embedded_api(settings: Settings, services: Mapping[str, Service]) -> FastAPI:
-    """One HTTP application serving every service's routes (embedded mode)."""
-    api = create_api("Huhang (护航)", settings, [r for s in services.values() for r in s.routers()])
+    """One HTTP application serving every service's routes and the token endpoint (embedded mode)."""
+    routers = [r for s in services.values() for r in s.routers()]
+    api = create_api("Huhang (护航)", settings, routers, open_routers=_token_routers(True))
+    _bind_accounts(api, settings)
     for service in services.values():
         service.bind(api)
     return api
+
+
+def _token_routers(serve: bool) -> list[APIRouter]:
+    from huhang.auth.endpoint import token_router
+
+    return [token_router] if serve else []
+
+
+def _bind_accounts(api: FastAPI, settings: Settings) -> None:
+    """The token endpoint's accounts store (its own store: huhang/auth/accounts.py)."""
+    from huhang.auth.accounts import AccountStore
+
+    api.state.accounts = AccountStore(read_model_engine(settings, "auth"))
 
 
 def _log_source(
@@ -139,7 +158,7 @@ def build_router(settings: Settings, services: Mapping[str, Service] | None = No
         # Routing batches are kept short: each costs two Prefect tasks, and a short batch keeps latency low and
         # stays well inside the consumer group's poll interval.
         source = _kafka_source(settings, "router", ROUTED_SOURCES, max_records=settings.router_batch_size)
-        gateway = HttpReferralGateway(settings.referral_url)
+        gateway = HttpReferralGateway(settings.referral_url, auth=system_auth(settings, "huhang-router"))
     else:
         if services is None:
             raise ValueError("in-process routing needs the services in this process")
@@ -154,13 +173,13 @@ def build_router(settings: Settings, services: Mapping[str, Service] | None = No
 
 def build_sweep_gateway(settings: Settings, services: Mapping[str, Service] | None = None) -> SweepGateway:
     if settings.transport == "kafka" or services is None:
-        return HttpSweepGateway(settings.referral_url)
+        return HttpSweepGateway(settings.referral_url, auth=system_auth(settings, "huhang-sweeper"))
     return LocalSweepGateway(services["referral"])  # type: ignore[arg-type]
 
 
 def build_care_check_gateway(settings: Settings, services: Mapping[str, Service] | None = None) -> CareCheckGateway:
     if services is None or "guardianship" not in services:
-        return HttpCareCheckGateway(settings.guardianship_url)
+        return HttpCareCheckGateway(settings.guardianship_url, auth=system_auth(settings, "huhang-care-checker"))
     return LocalCareCheckGateway(services["guardianship"].care)  # type: ignore[attr-defined]
 
 

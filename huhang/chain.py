@@ -17,10 +17,8 @@ one that loses the race on a position re-reads the head and goes on.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
-import struct
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -30,6 +28,12 @@ from uuid import UUID
 from sqlalchemy import BigInteger, Column, Engine, LargeBinary, MetaData, Table, Text, insert, select
 from sqlalchemy.exc import IntegrityError
 
+# The record hash is defined once, in the offline bundle verifier (standard library only), so that what an inspector
+# runs is the code the chain is made with.
+from huhang.bundle_verify import RECORD_TAG as RECORD_TAG
+from huhang.bundle_verify import RecordHasher as RecordHasher
+from huhang.bundle_verify import record_hash as record_hash
+from huhang.bundle_verify import record_hasher as record_hasher
 from huhang.checkpoints import Checkpointer, build_checkpointer
 from huhang.settings import Settings
 from huhang.sql import create_tables
@@ -40,7 +44,6 @@ GENESIS = bytes(32)
 # The chainer reads its log at most this often: nobody waits on the chain, so it may take larger batches than the
 # followers that carry events between services (idle, two reads a second; under load, one batch per read).
 CHAIN_WINDOW_S = 0.5
-RECORD_TAG = b"huhang.chain.record.v1"
 
 metadata = MetaData()
 chain_table = Table(
@@ -54,42 +57,6 @@ chain_table = Table(
     Column("prev_hash", LargeBinary(32), nullable=False),
     Column("hash", LargeBinary(32), nullable=False),
 )
-
-
-_U32 = struct.Struct(">I").pack
-_INT_THEN_LENGTH = struct.Struct(">IqI").pack  # an 8-byte integer (length-prefixed), then the next field's length
-
-
-RecordHasher = Callable[[int, str, int, str, bytes, bytes], bytes]
-
-
-@functools.lru_cache(maxsize=64)
-def record_hasher(service: str) -> RecordHasher:
-    """``record_hash`` for one service's records, its constant prefix encoded once (the verifier's inner loop)."""
-    service_bytes = service.encode()
-    prefix = _U32(len(RECORD_TAG)) + RECORD_TAG + _U32(len(service_bytes)) + service_bytes
-    sha256, join, u32, int_then_length, length_32 = hashlib.sha256, b"".join, _U32, _INT_THEN_LENGTH, _U32(32)
-
-    def hash_record(
-        position: int, originator_id: str, originator_version: int, topic: str, state_sha256: bytes, prev_hash: bytes
-    ) -> bytes:
-        oid, top = originator_id.encode(), topic.encode()
-        return sha256(join((
-            prefix, int_then_length(8, position, len(oid)), oid, int_then_length(8, originator_version, len(top)), top,
-            length_32 if len(state_sha256) == 32 else u32(len(state_sha256)), state_sha256,
-            length_32 if len(prev_hash) == 32 else u32(len(prev_hash)), prev_hash,
-        ))).digest()
-
-    return hash_record
-
-
-def record_hash(
-    service: str, position: int, originator_id: str, originator_version: int, topic: str, state_sha256: bytes,
-    prev_hash: bytes,
-) -> bytes:
-    """The hash of one chained record: SHA-256 over a canonical encoding of its fields, each prefixed with its
-    length (4 bytes, big-endian); integers as 8 bytes, big-endian, signed."""
-    return record_hasher(service)(position, originator_id, originator_version, topic, state_sha256, prev_hash)
 
 
 def state_sha256(state: Any) -> bytes:

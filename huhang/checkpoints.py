@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hashlib
 import json
 import logging
 import os
-import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,13 +31,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy import BigInteger, Column, Engine, LargeBinary, MetaData, String, Table, Text, select
 
+from huhang.bundle_verify import CHECKPOINT_TAG as CHECKPOINT_TAG
+from huhang.bundle_verify import checkpoint_message
+from huhang.keyfiles import read_or_create
 from huhang.settings import Settings
 from huhang.sql import create_tables, insert_ignoring_duplicates
 from huhang.storage import schema_name
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_TAG = b"huhang.chain.checkpoint.v1"
 CHECKPOINT_TOPIC = "huhang.audit.checkpoints.v1"
 KEY_FILE_NAME = "audit-signing.key"
 FORMAT_VERSION = 1
@@ -110,31 +110,12 @@ def load_signer(settings: Settings, *, create: bool = True) -> Signer | None:
     if settings.environment == "production":  # the settings validator refuses this already; never generate here
         raise ValueError("HUHANG_AUDIT_SIGNING_KEY must be set in production")
     path = dev_key_path(settings)
-    if path.exists():
-        return Signer.from_b64(path.read_text())
-    if not create:
+    if not create and not path.exists():
         return None
-    signer = _create_dev_key(path)
-    logger.warning("generated a development audit signing key (key id %s) in %s", signer.key_id, path)
-    return signer
-
-
-def _create_dev_key(path: Path) -> Signer:
-    """Write a new key to ``path`` (mode 0600) unless another process just did: then use that one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    signer = Signer.generate()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(signer.private_b64() + "\n")
-        try:
-            os.link(tmp, path)  # atomic: exactly one process's key wins
-        except FileExistsError:
-            return Signer.from_b64(path.read_text())
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+    text, created = read_or_create(path, lambda: Signer.generate().private_b64())
+    signer = Signer.from_b64(text)
+    if created:
+        logger.warning("generated a development audit signing key (key id %s) in %s", signer.key_id, path)
     return signer
 
 
@@ -181,12 +162,9 @@ class Checkpoint:
     signature: bytes
 
     def message(self) -> bytes:
-        """What is signed: a canonical, length-prefixed encoding of every field but the signature."""
-        parts = (
-            CHECKPOINT_TAG, self.log.encode(), self.service.encode(), self.position.to_bytes(8, "big", signed=True),
-            self.head, self.time.encode(), self.key_id.encode(),
-        )
-        return b"".join(len(p).to_bytes(4, "big") + p for p in parts)
+        """What is signed: a canonical, length-prefixed encoding of every field but the signature (defined once, in
+        the offline bundle verifier)."""
+        return checkpoint_message(self.log, self.service, self.position, self.head, self.time, self.key_id)
 
     def with_signature(self, signature: bytes) -> Checkpoint:
         return Checkpoint(self.log, self.service, self.position, self.head, self.time, self.key_id, signature)

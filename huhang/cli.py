@@ -10,11 +10,17 @@ import signal
 import sys
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
+from uuid import UUID
 
 import uvicorn
 
 from huhang.settings import Settings
+
+if TYPE_CHECKING:
+    from huhang.demo import DemoCredentials
 
 logger = logging.getLogger("huhang")
 
@@ -57,7 +63,13 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     api = embedded_api(settings, services)
     url = f"http://{args.host}:{args.port}"
     if not args.no_demo:
-        threading.Thread(target=_load_demo, args=(url,), name="demo", daemon=True).start()
+        from huhang.demo import create_demo_accounts
+
+        credentials, path = create_demo_accounts(api.state.accounts, settings.data_dir)
+        # The demo's secrets go to this console only (never to a log): how to try every role from /docs.
+        print(f"Demo clients and people: {path} (secrets made anew at each start). A token for the police "
+              f"client:\n  {credentials.curl(url)}\nIn {url}/docs press Authorize with any of them.")
+        threading.Thread(target=_load_demo, args=(url, credentials), name="demo", daemon=True).start()
     print(f"Huhang (护航) embedded: API on {url}, documentation at {url}/docs; data in {settings.data_dir}/")
     print("Press Ctrl-C to stop.", flush=True)
     try:
@@ -68,12 +80,12 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _load_demo(url: str) -> None:
+def _load_demo(url: str, credentials: DemoCredentials) -> None:
     from huhang.demo import load_demo
 
     time.sleep(1.0)
     try:
-        cases = load_demo(url)
+        cases = load_demo(url, credentials)
     except Exception as exc:
         logger.warning("demo data not loaded (%s)", type(exc).__name__)
         return
@@ -153,6 +165,41 @@ def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     print(json.dumps(report.as_dict(), indent=2) if args.json else report.render(), flush=True)
     return 0 if report.ok else 1
+
+
+def cmd_audit_bundle(args: argparse.Namespace, settings: Settings) -> int:
+    """Write a case's audit bundle; 0 when every record links to a signed checkpoint, 1 when some do not (the
+    bundle is written and the verifier names them), 2 when no bundle could be made."""
+    from huhang.bundle import BundleError, bundle_command
+
+    try:
+        summary = bundle_command(settings, args.case, args.out, since=args.since, until=args.until,
+                                 sign=not args.no_sign)
+    except BundleError as exc:
+        print(f"huhang audit bundle: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # the stores cannot be read
+        print(f"huhang audit bundle: could not read the logs ({type(exc).__name__})", file=sys.stderr)
+        return 2
+    for name, count in summary.records.items():
+        print(f"{name}: {count} stored events, {summary.chain_rows[name]} chain rows", flush=True)
+    unproven = {name: positions for name, positions in summary.unproven.items() if positions}
+    if unproven:
+        print(f"not covered by a signed checkpoint: {unproven}", file=sys.stderr)
+    print(f"bundle of case {args.case} written to {args.out}; verify it with: python bundle_verify.py "
+          f"{args.out} --public-key \"$(huhang audit public-key)\"", flush=True)
+    return 0 if summary.complete else 1
+
+
+def _rfc3339(text: str) -> datetime:
+    """An RFC 3339 time with its offset (argparse type)."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an RFC 3339 time: {text!r}") from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} needs its offset from UTC (Z or +08:00)")
+    return value
 
 
 def cmd_audit_public_key(args: argparse.Namespace, settings: Settings) -> int:
@@ -236,12 +283,31 @@ def parser() -> argparse.ArgumentParser:
                         "HUHANG_AUDIT_PUBLISH_DIR, or <data dir>/audit)")
     verify.add_argument("--json", action="store_true", help="the report as JSON")
     verify.set_defaults(func=cmd_audit_verify)
+    bundle = audit_sub.add_parser(
+        "bundle", help="export a case's audit bundle: its stored events, chain proofs, signed checkpoints, history "
+        "and an offline verifier",
+        description="Exit status: 0 written, every record linked to a signed checkpoint; 1 written, some records "
+        "not covered (named); 2 not written.",
+    )
+    bundle.add_argument("--case", type=UUID, required=True, help="the case id")
+    bundle.add_argument("--since", type=_rfc3339, default=None, help="only events from this time (RFC 3339)")
+    bundle.add_argument("--until", type=_rfc3339, default=None,
+                        help="only events up to this time (RFC 3339); the history is the case as of then")
+    bundle.add_argument("--out", type=Path, required=True, help="where to write it: FILE.zip, or a directory")
+    bundle.add_argument("--no-sign", action="store_true",
+                        help="do not chain and sign the current heads first (records after the last checkpoint are "
+                        "then not covered)")
+    bundle.set_defaults(func=cmd_audit_bundle)
     public_key = audit_sub.add_parser(
         "public-key", help="print the public key (base64) of the checkpoint signing key, for HUHANG_AUDIT_TRUSTED_KEYS"
     )
     public_key.set_defaults(func=cmd_audit_public_key)
     new_key = audit_sub.add_parser("new-key", help="print a new signing key (base64) for HUHANG_AUDIT_SIGNING_KEY")
     new_key.set_defaults(func=cmd_audit_new_key)
+
+    from huhang.auth.commands import add_auth_commands
+
+    add_auth_commands(sub)
     return p
 
 

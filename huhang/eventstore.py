@@ -15,6 +15,7 @@ from eventsourcing.persistence import (
     Transcoding,
 )
 
+from huhang.personal import ChildDataMapper, ChildKeys
 from huhang.streams import WakeableApplication
 
 EVENT_ID_NAMESPACE = uuid.UUID("0b8f1f7e-5d0c-4f3b-8c1e-3a9f6d2e7c41")
@@ -32,7 +33,29 @@ class DateAsISO(Transcoding):
 
 
 class ServiceApplication(WakeableApplication):
-    """A service's eventsourcing Application: JSON with dates, followers woken on save."""
+    """A service's eventsourcing Application: JSON with dates, followers woken on save, and with ``child_keys``
+    every event about a child sealed under that child's key (huhang/personal.py)."""
+
+    def __init__(self, env: dict[str, str] | None = None, *, child_keys: ChildKeys | None = None) -> None:
+        self._child_keys = child_keys  # read by construct_mapper, which the base constructor calls
+        super().__init__(env)
+
+    def construct_mapper(self) -> Any:
+        if self._child_keys is None:
+            return super().construct_mapper()
+        mapper = ChildDataMapper(self.construct_transcoder(), self._child_keys)
+        mapper.first_event = self._first_stored_event
+        return mapper
+
+    def _first_stored_event(self, originator_id: uuid.UUID) -> Any:
+        found = self.recorder.select_events(originator_id, limit=1)
+        return found[0] if found else None
+
+    def _record(self, processing_event: Any) -> Any:
+        """Every child these events are about has a key before they are sealed: made in one go for a batch."""
+        if isinstance(self.mapper, ChildDataMapper):
+            self.mapper.keys.ensure(self.mapper.subjects_of(processing_event.events))
+        return super()._record(processing_event)
 
     def construct_recorder(self) -> Any:
         # The service's API and worker processes may create the tables at the same moment.

@@ -61,6 +61,11 @@ class Conflict(DomainError):
     type = "urn:huhang:problem:conflict"
 
 
+class Gone(DomainError):
+    status = 410
+    type = "urn:huhang:problem:gone"
+
+
 class Unprocessable(DomainError):
     status = 422
     type = "urn:huhang:problem:unprocessable"

@@ -74,6 +74,39 @@ class Settings(BaseSettings):
     # Public keys (base64, comma-separated) whose checkpoints also verify: those of retired signing keys.
     audit_trusted_keys: str = ""
 
+    # Authentication (huhang/auth/): access tokens are JWTs signed with Ed25519 (EdDSA). The base64 of a 32-byte
+    # private key; unset in development: one is generated into data_dir/auth-signing.key (memory storage: one per
+    # process); production refuses to start without it. Make one with `huhang auth new-key`.
+    auth_signing_key: SecretStr | None = None
+    # Public keys (base64, comma-separated) of retired signing keys: their tokens still verify until they expire.
+    # Keep a retired key here for at least the longest token lifetime after a rotation, then remove it.
+    auth_trusted_keys: str = ""
+    # Token lifetimes. Tokens are not revocable: disabling a client or a person stops new tokens at once, and the
+    # ones already issued lapse within these lifetimes. Agency systems fetch a new token unattended (15 min);
+    # people sign in by hand, so theirs lasts one working hour (no refresh tokens).
+    auth_client_token_lifetime_s: int = Field(default=15 * 60, ge=60, le=24 * 3600)
+    auth_person_token_lifetime_s: int = Field(default=60 * 60, ge=60, le=24 * 3600)
+    auth_issuer: str = "huhang"
+
+    # Authorization (huhang/access/): how long a break-the-glass grant lasts, and how often the access log's
+    # buffered entries are written (an entry queued when the process dies is lost: at most this window).
+    break_glass_duration_s: float = Field(default=4 * 3600, gt=0, le=24 * 3600)
+    access_log_flush_interval_s: float = Field(default=0.5, gt=0, le=60)
+
+    # Personal data at rest (huhang/personal.py): each child's events are sealed with a key of the child's own, kept
+    # wrapped with this data key (base64 of 32 bytes). Unset in development: generated into data_dir/personal-data.key;
+    # production refuses to start without it.
+    data_key: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _data_key_is_32_bytes(self) -> Settings:
+        if self.data_key is None:
+            if self.environment == "production":
+                raise ValueError("HUHANG_DATA_KEY must be set in production (base64 of 32 random bytes)")
+        else:
+            _check_key_b64(self.data_key.get_secret_value(), "HUHANG_DATA_KEY")
+        return self
+
     @model_validator(mode="after")
     def _no_placeholder_secrets_in_production(self) -> Settings:
         if self.environment == "production" and self.identity_key.get_secret_value() == DEV_IDENTITY_KEY:
@@ -91,12 +124,22 @@ class Settings(BaseSettings):
             _check_key_b64(key, f"HUHANG_AUDIT_TRUSTED_KEYS[{i}]")
         return self
 
+    @model_validator(mode="after")
+    def _auth_keys_are_ed25519(self) -> Settings:
+        """Malformed keys are refused here; a missing key in production is refused when the API or a worker
+        starts (huhang/auth/keys.py), so that commands that sign nothing run without one."""
+        if self.auth_signing_key is not None:
+            _check_key_b64(self.auth_signing_key.get_secret_value(), "HUHANG_AUTH_SIGNING_KEY")
+        for i, key in enumerate(k for k in self.auth_trusted_keys.split(",") if k.strip()):
+            _check_key_b64(key, f"HUHANG_AUTH_TRUSTED_KEYS[{i}]")
+        return self
+
 
 def _check_key_b64(text: str, name: str) -> None:
-    """A 32-byte key in base64 (Ed25519); the message names the setting, never the value."""
+    """A 32-byte key in base64; the message names the setting, never the value."""
     try:
         raw = base64.b64decode(text.strip(), validate=True)
     except (binascii.Error, ValueError):
         raise ValueError(f"{name} is not valid base64") from None
     if len(raw) != 32:
-        raise ValueError(f"{name} must be the base64 of 32 bytes (an Ed25519 key), not {len(raw)} bytes")
+        raise ValueError(f"{name} must be the base64 of 32 bytes, not {len(raw)} bytes")

@@ -1,12 +1,15 @@
-"""The FastAPI application shell shared by every service (errors, body limit, health)."""
+"""The FastAPI application shell shared by every service (errors, body limit, health, authentication)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.routing import APIRoute
 
+from huhang.auth.dependency import authenticate, install_auth_handlers
+from huhang.auth.endpoint import jwks_router
+from huhang.auth.tokens import TokenService
 from huhang.problems import BodySizeLimit, install_problem_handlers
 from huhang.settings import Settings
 
@@ -15,6 +18,9 @@ Huhang (护航) — the inter-agency referral and workflow platform for the care
 children (留守儿童) and children in difficulty (困境儿童).
 
 Errors are RFC 9457 `application/problem+json` documents naming the field and the reason.
+
+Every route but `/healthz`, the token endpoint and the key set needs `Authorization: Bearer <token>`: get one at
+`POST /v1/oauth/token` (client credentials for agency systems, password for people), or press **Authorize**.
 """
 
 
@@ -29,9 +35,16 @@ def upload_paths(routers: Sequence[APIRouter]) -> list[str]:
     ]
 
 
-def create_api(title: str, settings: Settings, routers: Sequence[APIRouter]) -> FastAPI:
+def create_api(
+    title: str, settings: Settings, routers: Sequence[APIRouter], open_routers: Sequence[APIRouter] = ()
+) -> FastAPI:
+    """The app serving ``routers``, each behind the bearer-token dependency; ``open_routers`` (the token
+    endpoint) and the health check, the JWKS and the documentation stay open. Loading the token keys here
+    makes a production process without ``HUHANG_AUTH_SIGNING_KEY`` refuse to start."""
     app = FastAPI(title=title, version="1.0.0", description=DESCRIPTION)
+    app.state.auth_tokens = TokenService.from_settings(settings)
     install_problem_handlers(app)
+    install_auth_handlers(app)
     app.add_middleware(
         BodySizeLimit, max_bytes=settings.max_body_bytes,
         larger={path: settings.max_upload_bytes for path in upload_paths(routers)},
@@ -41,6 +54,9 @@ def create_api(title: str, settings: Settings, routers: Sequence[APIRouter]) -> 
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    for router in routers:
+    app.include_router(jwks_router)
+    for router in open_routers:
         app.include_router(router)
+    for router in routers:
+        app.include_router(router, dependencies=[Depends(authenticate)])
     return app

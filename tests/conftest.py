@@ -20,14 +20,17 @@ RUN_PREFIX = f"t{uuid.uuid4().hex[:8]}_"
 
 
 def _drop_run_schemas() -> None:
+    """One transaction per schema: dropping hundreds of schemas' tables at once takes a lock on every object and
+    exhausts PostgreSQL's shared lock table (max_locks_per_transaction)."""
     engine = create_engine(TEST_DATABASE_URL.replace("postgresql://", "postgresql+psycopg://", 1))
     try:
-        with engine.begin() as conn:
-            names = conn.execute(
+        with engine.connect() as conn:
+            names = list(conn.execute(
                 text("SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE :p"),
                 {"p": f"{RUN_PREFIX}%"},
-            ).scalars()
-            for name in list(names):
+            ).scalars())
+        for name in names:
+            with engine.begin() as conn:
                 conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
     finally:
         engine.dispose()

@@ -49,8 +49,8 @@ class LocalCareCheckGateway(CareCheckGateway):
 
 
 class HttpCareCheckGateway(CareCheckGateway):
-    def __init__(self, base_url: str, timeout_s: float = 300.0) -> None:
-        self.client = httpx.Client(base_url=base_url, timeout=timeout_s)
+    def __init__(self, base_url: str, timeout_s: float = 300.0, auth: httpx.Auth | None = None) -> None:
+        self.client = httpx.Client(base_url=base_url, timeout=timeout_s, auth=auth)  # auth: the system token
 
     def check(self, now: datetime) -> dict[str, int]:
         response = self.client.post("/v1/care-checks", json={"now": now.isoformat()})

@@ -77,8 +77,8 @@ def _fingerprint(report: ChildReport) -> str:
 class HttpIntakeGateway:
     """Distributed mode: ``POST /v1/children/{child_id}/reports`` on the intake service."""
 
-    def __init__(self, base_url: str, timeout_s: float = 10.0) -> None:
-        self.client = httpx.Client(base_url=base_url, timeout=timeout_s)
+    def __init__(self, base_url: str, timeout_s: float = 10.0, auth: httpx.Auth | None = None) -> None:
+        self.client = httpx.Client(base_url=base_url, timeout=timeout_s, auth=auth)  # auth: the system token
 
     def file_report(self, report: ChildReport) -> FiledChildReport:
         body = {

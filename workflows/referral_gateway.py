@@ -31,8 +31,10 @@ class HttpReferralGateway:
     """Distributed mode: ``POST /v1/referrals`` on the referral service, in requests of at most ``chunk``
     referrals (well under the API's body limit, whatever the size of the batch being routed)."""
 
-    def __init__(self, base_url: str, timeout_s: float = 10.0, chunk: int = 50) -> None:
-        self.client = httpx.Client(base_url=base_url, timeout=timeout_s)
+    def __init__(
+        self, base_url: str, timeout_s: float = 10.0, chunk: int = 50, auth: httpx.Auth | None = None
+    ) -> None:
+        self.client = httpx.Client(base_url=base_url, timeout=timeout_s, auth=auth)  # auth: the system token
         self.chunk = chunk
 
     def open(self, commands: Sequence[OpenReferral]) -> int:

@@ -38,8 +38,8 @@ class LocalSweepGateway(SweepGateway):
 
 
 class HttpSweepGateway(SweepGateway):
-    def __init__(self, base_url: str, timeout_s: float = 60.0) -> None:
-        self.client = httpx.Client(base_url=base_url, timeout=timeout_s)
+    def __init__(self, base_url: str, timeout_s: float = 60.0, auth: httpx.Auth | None = None) -> None:
+        self.client = httpx.Client(base_url=base_url, timeout=timeout_s, auth=auth)  # auth: the system token
 
     def sweep(self, now: datetime) -> int:
         response = self.client.post("/v1/referral-sweeps", json={"now": now.isoformat()})

@@ -7,6 +7,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Request, Response, status
 
+from huhang.access.guards import FORBIDDEN_DOC, CaseWriter, ChildReader, acting_for
 from huhang.problems import PROBLEM_RESPONSES, problem_doc
 from services.guardianship.application import GuardianshipApplication
 from services.guardianship.schemas import (
@@ -35,14 +36,15 @@ router = APIRouter(prefix="/v1", tags=["guardianship"])
     "/cases/{case_id}/guardianship-assessments",
     status_code=status.HTTP_201_CREATED,
     response_model=AssessmentPublic,
-    responses={**PROBLEM_RESPONSES, **problem_doc(404, "Unknown case")},
+    responses={**PROBLEM_RESPONSES, **problem_doc(404, "Unknown case"), **FORBIDDEN_DOC},
     summary="Assess the family's guardianship capacity (家庭监护能力评估)",
 )
 def assess_guardianship(
-    case_id: UUID, body: AssessmentCreate, app: GuardianshipDep, response: Response
+    case_id: UUID, body: AssessmentCreate, app: GuardianshipDep, response: Response, access: CaseWriter
 ) -> AssessmentPublic:
     """Scores the factors into a risk level and colour (赋色管理) and publishes `GuardianshipRiskAssessed`;
     a medium or high risk calls for more frequent home visits."""
+    acting_for(access.principal, body.assessor_agency, "assessor_agency")
     assessed = app.assess(body.child_id, case_id, body.factors, body.assessor_agency)
     response.headers["Location"] = f"/v1/children/{assessed.child_id}/guardianship"
     return AssessmentPublic(
@@ -61,9 +63,10 @@ def assess_guardianship(
     summary="Record a court order (保护令, 撤销监护人资格, 家庭教育指导令)",
 )
 def record_court_order(
-    case_id: UUID, body: CourtOrderCreate, app: GuardianshipDep, response: Response
+    case_id: UUID, body: CourtOrderCreate, app: GuardianshipDep, response: Response, access: CaseWriter
 ) -> CourtOrderPublic:
     """Only the court records its orders; publishes `CourtProtectionOrderIssued`."""
+    acting_for(access.principal, body.agency, "agency")
     order_id = app.record_court_order(
         body.child_id, case_id, body.order_kind, body.court_case_number, body.issued_on, body.expires_on,
         body.agency,
@@ -78,10 +81,10 @@ def record_court_order(
 @router.get(
     "/children/{child_id}/guardianship",
     response_model=GuardianshipPublic,
-    responses={**problem_doc(404, "No guardianship file"), 422: PROBLEM_RESPONSES[422]},
+    responses={**problem_doc(404, "No guardianship file"), 422: PROBLEM_RESPONSES[422], **FORBIDDEN_DOC},
     summary="A child's guardianship risk, colour and history",
 )
-def get_guardianship_file(child_id: UUID, app: GuardianshipDep) -> GuardianshipPublic:
+def get_guardianship_file(child_id: UUID, app: GuardianshipDep, _: ChildReader) -> GuardianshipPublic:
     file = app.get_file(child_id)
     return GuardianshipPublic(
         child_id=file["child_id"], risk_level=file["risk_level"], colour=file["colour"],

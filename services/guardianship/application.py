@@ -17,6 +17,7 @@ from contracts.agencies import Agency
 from contracts.vocabulary import CourtOrderKind
 from huhang.eventstore import ServiceApplication
 from huhang.groupcommit import GroupCommitter
+from huhang.personal import ChildKeys
 from huhang.problems import FieldError, NotFound, Unprocessable
 from services.guardianship.domain import GuardianshipFile, check_may_record_court_orders
 from services.guardianship.known_cases import KnownCase, KnownCases
@@ -40,8 +41,10 @@ class Assessed:
 class GuardianshipApplication(ServiceApplication):
     name = "guardianship"
 
-    def __init__(self, env: dict[str, str] | None = None, *, known_cases: KnownCases) -> None:
-        super().__init__(env)
+    def __init__(
+        self, env: dict[str, str] | None = None, *, known_cases: KnownCases, child_keys: ChildKeys | None = None
+    ) -> None:
+        super().__init__(env, child_keys=child_keys)
         self._known_cases = known_cases
         self._committer = GroupCommitter(self)
 

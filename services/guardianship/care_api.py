@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, date, datetime
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from pydantic import BaseModel
 
 from contracts.cases import care_case_id
+from huhang.access.guards import FORBIDDEN_DOC, ChildReader, ChildWriter, PlatformJob, acting_for
 from huhang.headers import IdempotencyKey
 from huhang.problems import PROBLEM_RESPONSES, problem_doc
 from services.guardianship.care_application import (
@@ -69,10 +70,12 @@ def _replayed(response: Response, replayed: bool) -> None:
     summary="Record an entrusted-care agreement (委托照护协议)",
 )
 def record_agreement(
-    child_id: UUID, body: AgreementCreate, care: CareDep, response: Response, idempotency_key: IdempotencyKey = None
+    child_id: UUID, body: AgreementCreate, care: CareDep, response: Response, access: ChildWriter,
+    idempotency_key: IdempotencyKey = None,
 ) -> AgreementPublic:
     """Required while the child's parents are away: without a signed agreement in force, the scheduled check
     flags the child to the village (`EntrustedCareFlagged`: missing, unsigned or expired)."""
+    acting_for(access.principal, body.recorded_by, "recorded_by")
     recorded = care.record_agreement(child_id, RecordAgreement(
         caregiver_name=body.caregiver_name, relation=body.relation.value, start_on=body.start_on,
         end_on=body.end_on, signed=body.signed, signed_on=body.signed_on, recorded_by=body.recorded_by.value,
@@ -89,8 +92,11 @@ def record_agreement(
     responses=CHILD_PROBLEMS,
     summary="Record that an entrusted-care agreement was signed",
 )
-def sign_agreement(child_id: UUID, agreement_id: UUID, body: AgreementSignature, care: CareDep) -> AgreementPublic:
+def sign_agreement(
+    child_id: UUID, agreement_id: UUID, body: AgreementSignature, care: CareDep, access: ChildWriter
+) -> AgreementPublic:
     """Signing again on the same day changes nothing; another signing day answers 409."""
+    acting_for(access.principal, body.agency, "agency")
     care.sign_agreement(child_id, agreement_id, body.signed_on, body.agency.value)
     return _agreement(care, child_id, agreement_id)
 
@@ -107,12 +113,13 @@ def _agreement(care: CareApplication, child_id: UUID, agreement_id: UUID) -> Agr
     summary="Record a contact between a parent working away and the child",
 )
 def record_parent_contact(
-    child_id: UUID, body: ParentContactCreate, care: CareDep, response: Response,
+    child_id: UUID, body: ParentContactCreate, care: CareDep, response: Response, access: ChildWriter,
     idempotency_key: IdempotencyKey = None,
 ) -> ParentContactPublic:
     """Parents away must contact the child at least weekly: more than 7 days without a recorded contact raises
     `ParentContactMissed` to the village, and a second missed week in a row goes to the township and civil
     affairs."""
+    acting_for(access.principal, body.recorded_by, "recorded_by")
     recorded = care.record_parent_contact(child_id, RecordParentContact(
         contacted_on=body.contacted_on, channel=body.channel.value, parent=body.parent.value,
         recorded_by=body.recorded_by.value, fingerprint=_fingerprint(body), idempotency_key=idempotency_key,
@@ -133,11 +140,13 @@ def record_parent_contact(
     summary="Record a contact or home visit by the child director, optionally filing a report",
 )
 def record_visit(
-    child_id: UUID, body: VisitCreate, care: CareDep, response: Response, idempotency_key: IdempotencyKey = None
+    child_id: UUID, body: VisitCreate, care: CareDep, response: Response, access: ChildWriter,
+    idempotency_key: IdempotencyKey = None,
 ) -> VisitPublic:
     """Publishes `VisitRecorded` with the next due contact and home visit; a caregiver found unable or neglectful
     also raises `EntrustedCareFlagged`. With `report`, a mandatory report is filed with intake first (its case id
     is in the answer); if intake refuses it, nothing is recorded."""
+    acting_for(access.principal, body.agency, "agency")
     report = body.report
     visit = care.record_visit(child_id, RecordVisit(
         kind=body.kind.value, visited_on=body.visited_on, agency=body.agency.value, director_id=body.director_id,
@@ -164,14 +173,17 @@ def record_visit(
     "/children/{child_id}/care",
     response_model=CarePublic,
     responses={**problem_doc(404, "Unknown child"), **problem_doc(409, "Merged into another file"),
-               422: PROBLEM_RESPONSES[422]},
+               422: PROBLEM_RESPONSES[422], **FORBIDDEN_DOC},
     summary="A child's care: entrusted care, parent contact, visits, what is due and overdue",
 )
 def get_care_of_child(
-    child_id: UUID, care: CareDep,
+    child_id: UUID, care: CareDep, access: ChildReader,
     as_of: Annotated[date | None, Query(description="The day to judge on (default: today, China time).")] = None,
-) -> CarePublic:
-    return CarePublic.model_validate(care.care_of(child_id, as_of or china_date(datetime.now(UTC))))
+) -> Any:
+    """The entrusted caregiver's name is shown only to agencies that see the family (contracts/disclosure.yaml);
+    what is left out is listed in `redacted`."""
+    found = CarePublic.model_validate(care.care_of(child_id, as_of or china_date(datetime.now(UTC))))
+    return access.answer("care", found)
 
 
 @router.post(
@@ -180,7 +192,7 @@ def get_care_of_child(
     responses=PROBLEM_RESPONSES,
     summary="Run the care checks now (overdue visits, missed parent contact, entrusted care)",
 )
-def run_care_checks(body: CareCheckCreate, care: CareDep) -> CareCheckPublic:
+def run_care_checks(body: CareCheckCreate, care: CareDep, _: PlatformJob) -> CareCheckPublic:
     """What the scheduled `check-care-obligations` flow calls; idempotent: a second run raises nothing twice."""
     result = care.check(china_date(body.now or datetime.now(UTC)))
     return CareCheckPublic(

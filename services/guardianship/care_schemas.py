@@ -262,6 +262,10 @@ class CarePublic(BaseModel):
     parent_contact: ParentContactState | None = Field(description="Only for a child whose parents are away.")
     parent_contacts: list[ParentContactEntry] = Field(description="The latest first (at most 20).")
     visits: list[VisitEntry] = Field(description="The latest first (at most 20).")
+    redacted: list[str] = Field(
+        default_factory=list,
+        description="What this caller's agency does not see, left out (contracts/disclosure.yaml).",
+    )
 
 
 CARE_CHECK_EXAMPLE: dict[str, Any] = {"now": "2026-11-29T01:00:00Z"}

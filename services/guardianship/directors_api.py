@@ -8,6 +8,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
+from huhang.access.guards import FORBIDDEN_DOC, ChildReader, ChildWriter, RosterKeeper, RosterReader
 from huhang.headers import IdempotencyKey
 from huhang.problems import PROBLEM_RESPONSES, problem_doc
 from services.guardianship.director_schemas import (
@@ -59,7 +60,8 @@ router = APIRouter(prefix="/v1", tags=["child directors"])
     summary="Appoint a child director (儿童主任) to a village",
 )
 def appoint_director(
-    body: DirectorCreate, directors: DirectorsDep, response: Response, idempotency_key: IdempotencyKey = None
+    body: DirectorCreate, directors: DirectorsDep, response: Response, _: RosterKeeper,
+    idempotency_key: IdempotencyKey = None,
 ) -> DirectorDetail:
     appointed = directors.appoint(AppointDirector(
         name=body.name, phone=body.phone, township=body.township, village=body.village,
@@ -74,11 +76,12 @@ def appoint_director(
 @router.get(
     "/child-directors",
     response_model=list[DirectorPublic],
-    responses={422: PROBLEM_RESPONSES[422]},
+    responses={422: PROBLEM_RESPONSES[422], **FORBIDDEN_DOC},
     summary="The roster of child directors, by township and village",
 )
 def list_directors(
     directors: DirectorsDep,
+    _: RosterReader,
     township: Annotated[str | None, Query(min_length=1, max_length=50)] = None,
     village: Annotated[str | None, Query(min_length=1, max_length=50)] = None,
     include_left: Annotated[bool, Query(description="Also directors who left.")] = False,
@@ -89,11 +92,12 @@ def list_directors(
 @router.get(
     "/child-directors/coverage",
     response_model=CoveragePublic,
-    responses={422: PROBLEM_RESPONSES[422]},
+    responses={422: PROBLEM_RESPONSES[422], **FORBIDDEN_DOC},
     summary="Villages without a director or needing another; directors without this year's training",
 )
 def coverage(
     directors: DirectorsDep,
+    _: RosterReader,
     township: Annotated[str | None, Query(min_length=1, max_length=50)] = None,
     year: Annotated[int | None, Query(ge=2000, le=2100, description="Default: this year.")] = None,
 ) -> CoveragePublic:
@@ -126,10 +130,10 @@ def coverage(
 @router.get(
     "/child-directors/{director_id}",
     response_model=DirectorDetail,
-    responses={**problem_doc(404, "Unknown director"), 422: PROBLEM_RESPONSES[422]},
+    responses={**problem_doc(404, "Unknown director"), 422: PROBLEM_RESPONSES[422], **FORBIDDEN_DOC},
     summary="A child director with their children, workload and training record",
 )
-def get_director(director_id: UUID, directors: DirectorsDep) -> DirectorDetail:
+def get_director(director_id: UUID, directors: DirectorsDep, _: RosterReader) -> DirectorDetail:
     return _detail(directors, director_id)
 
 
@@ -139,7 +143,9 @@ def get_director(director_id: UUID, directors: DirectorsDep) -> DirectorDetail:
     responses={**PROBLEM_RESPONSES, **problem_doc(404, "Unknown director"), **problem_doc(409, "Left already")},
     summary="A child director leaves the post; their children are released for reassignment",
 )
-def leave(director_id: UUID, body: DirectorLeave, directors: DirectorsDep, response: Response) -> DeparturePublic:
+def leave(
+    director_id: UUID, body: DirectorLeave, directors: DirectorsDep, response: Response, _: RosterKeeper
+) -> DeparturePublic:
     departure = directors.leave(director_id, body.left_on, body.reason.value if body.reason else None)
     if departure.replayed:
         response.headers["Idempotent-Replayed"] = "true"
@@ -157,7 +163,7 @@ def leave(director_id: UUID, body: DirectorLeave, directors: DirectorsDep, respo
     summary="Record a training in the director's training archive",
 )
 def record_training(
-    director_id: UUID, body: TrainingCreate, directors: DirectorsDep, response: Response,
+    director_id: UUID, body: TrainingCreate, directors: DirectorsDep, response: Response, _: RosterKeeper,
     idempotency_key: IdempotencyKey = None,
 ) -> TrainingPublic:
     recorded = directors.record_training(director_id, RecordTraining(
@@ -175,10 +181,11 @@ def record_training(
 @router.put(
     "/children/{child_id}/child-director",
     response_model=AssignmentPublic,
-    responses={**PROBLEM_RESPONSES, **problem_doc(404, "Unknown child"), **problem_doc(409, "The director left")},
+    responses={**PROBLEM_RESPONSES, **problem_doc(404, "Unknown child"), **problem_doc(409, "The director left"),
+               **FORBIDDEN_DOC},
     summary="Give a child its child director (a child has one; another moves it)",
 )
-def assign_director(child_id: UUID, body: DirectorAssign, directors: DirectorsDep) -> AssignmentPublic:
+def assign_director(child_id: UUID, body: DirectorAssign, directors: DirectorsDep, _: ChildWriter) -> AssignmentPublic:
     assigned = directors.assign(child_id, body.director_id)
     return AssignmentPublic(
         child_id=assigned.child_id, director_id=assigned.director_id,
@@ -189,10 +196,10 @@ def assign_director(child_id: UUID, body: DirectorAssign, directors: DirectorsDe
 @router.get(
     "/children/{child_id}/child-director",
     response_model=AssignmentPublic,
-    responses={422: PROBLEM_RESPONSES[422]},
+    responses={422: PROBLEM_RESPONSES[422], **FORBIDDEN_DOC},
     summary="A child's child director (null when none)",
 )
-def get_child_director(child_id: UUID, directors: DirectorsDep) -> AssignmentPublic:
+def get_child_director(child_id: UUID, directors: DirectorsDep, _: ChildReader) -> AssignmentPublic:
     return AssignmentPublic(child_id=child_id, director_id=directors.director_of(child_id))
 
 

@@ -8,6 +8,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Request, Response, status
 
+from huhang.access.guards import FORBIDDEN_DOC, CaseWriter, ChildReader, acting_for
 from huhang.problems import PROBLEM_RESPONSES, problem_doc
 from services.guardianship.interventions import DocumentRef, Interventions, RecordIntervention
 from services.guardianship.ladder_schemas import (
@@ -38,7 +39,7 @@ router = APIRouter(prefix="/v1", tags=["interventions"])
     response_model=InterventionPublic,
     responses={
         **PROBLEM_RESPONSES, **problem_doc(403, "Not this agency's step"), **problem_doc(404, "Unknown case"),
-        **problem_doc(409, "A prior step is missing, or the ladder has ended"),
+        **problem_doc(409, "A prior step is missing, or the ladder has ended"), **FORBIDDEN_DOC,
     },
     summary="Record a step of the guardianship ladder (劝诫, 训诫, 保护令, 撤销监护, 临时/长期监护)",
 )
@@ -47,6 +48,7 @@ def record_intervention(
     body: InterventionCreate,
     interventions: InterventionsDep,
     response: Response,
+    access: CaseWriter,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -59,6 +61,7 @@ def record_intervention(
     """Publishes `InterventionRecorded` (routed to the next agency on the ladder); the court's protection order and
     revocation of guardianship also publish `CourtProtectionOrderIssued`. The case must be known to guardianship
     (a reported case, or the child's standing care case)."""
+    acting_for(access.principal, body.agency, "agency")
     recorded = interventions.record(
         RecordIntervention(
             case_id=case_id, child_id=body.child_id, kind=body.kind, agency=body.agency,
@@ -80,10 +83,10 @@ def record_intervention(
 @router.get(
     "/children/{child_id}/interventions",
     response_model=LadderPublic,
-    responses={422: PROBLEM_RESPONSES[422]},
+    responses={422: PROBLEM_RESPONSES[422], **FORBIDDEN_DOC},
     summary="A child's guardianship ladder so far, and the steps that may come next",
 )
-def get_ladder(child_id: UUID, interventions: InterventionsDep) -> LadderPublic:
+def get_ladder(child_id: UUID, interventions: InterventionsDep, _: ChildReader) -> LadderPublic:
     ladder = interventions.ladder(child_id, china_today())
     return LadderPublic(
         child_id=ladder.child_id,

@@ -8,6 +8,11 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
+from huhang.access.access_log import AccessLog
+from huhang.access.api import install_access
+from huhang.access.case_access import CaseAccess
+from huhang.auth.client import system_auth
+from huhang.personal import ErasureFollower, child_keys, keys_of
 from huhang.service import Subscription
 from huhang.settings import Settings
 from huhang.storage import eventsourcing_env, read_model_engine
@@ -38,8 +43,11 @@ class GuardianshipService:
     interventions: Interventions
     child_directors: ChildDirectors
     care: CareApplication
+    case_access: CaseAccess
+    access_log: AccessLog
     name: str = "guardianship"
     title: str = "Huhang guardianship"
+    access_shared: bool = False
 
     def to_integration_events(self) -> DomainToContract:
         return to_integration_events
@@ -54,17 +62,26 @@ class GuardianshipService:
         api.state.interventions = self.interventions
         api.state.child_directors = self.child_directors
         api.state.care = self.care
+        install_access(api, self.case_access, self.access_log)
 
     def connect(self, peers: Mapping[str, Any]) -> None:
-        """In one process with intake: file reports from visit findings in-process rather than over HTTP."""
+        """In one process with intake: file reports from visit findings in-process rather than over HTTP, and share
+        intake's case-access read model."""
         intake = peers.get("intake")
         if intake is not None:
             self.care.intake = LocalIntakeGateway(intake.application)
+            shared = getattr(intake, "case_access", None)
+            if isinstance(shared, CaseAccess):  # one case-access read model (and one follower) for the process
+                self.case_access, self.access_shared = shared, True
 
     def subscriptions(self) -> list[Subscription]:
         return [
             Subscription("guardianship.known_cases", self.known_cases, ("intake",)),
             Subscription("guardianship.known_children", self.known_children, ("intake",)),
+            *([] if self.access_shared else [
+                Subscription("guardianship.case_access", self.case_access, ("intake", "referral", "guardianship"))
+            ]),
+            Subscription("guardianship.erasure", ErasureFollower(keys_of(self.application)), ("intake",)),
         ]
 
 
@@ -72,7 +89,9 @@ def build(settings: Settings) -> GuardianshipService:
     engine = read_model_engine(settings, "guardianship")
     known_cases = KnownCases(engine)
     known_children = KnownChildren(engine)
-    application = GuardianshipApplication(eventsourcing_env(settings, "guardianship"), known_cases=known_cases)
+    application = GuardianshipApplication(
+        eventsourcing_env(settings, "guardianship"), known_cases=known_cases, child_keys=child_keys(settings, engine)
+    )
     return GuardianshipService(
         settings=settings,
         application=application,
@@ -88,6 +107,8 @@ def build(settings: Settings) -> GuardianshipService:
                 home_visit_every_months=settings.visit_home_every_months,
                 frequent_home_visit_every_months=settings.visit_frequent_home_every_months,
             ),
-            intake=HttpIntakeGateway(settings.intake_url),
+            intake=HttpIntakeGateway(settings.intake_url, auth=system_auth(settings, "huhang-guardianship")),
         ),
+        case_access=CaseAccess(engine),
+        access_log=AccessLog(engine, settings.access_log_flush_interval_s),
     )

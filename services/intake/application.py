@@ -25,9 +25,10 @@ from sqlalchemy.pool import StaticPool
 from contracts.agencies import LEAD_AGENCY, Agency
 from huhang.eventstore import ServiceApplication
 from huhang.groupcommit import GroupCommitter
+from huhang.personal import ChildKeys
 from huhang.problems import Conflict, FieldError, NotFound, Unprocessable
 from services.intake.categories import derive_categories, sort_categories
-from services.intake.domain import Case, Child, Report, applied_key
+from services.intake.domain import Case, Child, Erasure, Report, applied_key
 from services.intake.facts import ChildFileFacts, facts_fingerprint
 from services.intake.match_index import MatchIndex
 from services.intake.matching import Match, PersonRecord
@@ -216,13 +217,18 @@ class IntakeApplication(ServiceApplication):
         identity_key: bytes,
         read_engine: Engine | None = None,
         today: Callable[[], date] = utc_today,
+        child_keys: ChildKeys | None = None,
     ) -> None:
-        super().__init__(env)
+        super().__init__(env, child_keys=child_keys)
         self._identity_key = identity_key
         self._committer = GroupCommitter(self)
         self._today = today
         engine = read_engine if read_engine is not None else _memory_engine()
-        self.match_index = MatchIndex(engine)
+        # Without keys of its own (an application built bare, in tests), the index's keys come from the identity key.
+        index_keys = child_keys if child_keys is not None else ChildKeys(
+            engine, hmac.new(identity_key, b"huhang.intake.match-index", hashlib.sha256).digest()
+        )
+        self.match_index = MatchIndex(engine, index_keys)
         self.registry = ChildRegistry(engine)
         self.duplicate_list = DuplicateList(engine)
         # A registration batch prepares a chunk while the one before it is saved: two threads on the read models,
@@ -648,6 +654,34 @@ class IntakeApplication(ServiceApplication):
             self._after_save([survivor, merged], [])
             return Merge(survivor.id, merged.id, tuple(survivor.case_ids), tuple(survivor.categories))
         raise RuntimeError("could not merge after repeated conflicts")
+
+    # --- erasure ---------------------------------------------------------------------------------------------------
+
+    def erase_child(self, child_id: UUID, reason: str, by: str) -> bool:
+        """Erase the child's personal data (crypto-shredding); whether it was erased now (False: it was already).
+
+        The erasure is recorded first (an event naming the child by id, published as ``ChildDataErased`` so that
+        every service destroys its own key), then intake's key for the child is destroyed and the copies intake
+        derived (the duplicate index, the registry's and the duplicate list's rows) are purged. Every stored event
+        stays as it was: the hash chain still verifies, and the non-personal trail (the case timeline) remains. A
+        retry after a crash in between completes what is left."""
+        _agency(by, "erased_by")
+        keys = self._child_keys
+        if keys is None:
+            raise Conflict("This intake does not seal personal data per child, so it cannot erase it.")
+        erasure_id = Erasure.create_id(child_id)
+        try:
+            self.repository.get(erasure_id)
+            erased_now = False
+        except AggregateNotFoundError:
+            self._get(child_id, Child, "child")  # 404 for an unknown child, 410 for one erased already
+            self._committer.save(Erasure(erased_child_id=child_id, reason=reason, by=by))
+            erased_now = True
+        keys.erase(child_id)
+        self.match_index.remove([child_id])
+        self.registry.forget([child_id])
+        self.duplicate_list.forget([child_id])
+        return erased_now
 
     # --- facts and categories over time ----------------------------------------------------------------------------
 

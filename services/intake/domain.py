@@ -9,7 +9,7 @@ import hashlib
 import json
 from datetime import date
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
@@ -231,3 +231,21 @@ class Report(Aggregate):
         self.observations = observations
         self.observed_on = observed_on
         self.request_fingerprint = request_fingerprint
+
+
+ERASURE_NAMESPACE = UUID("6f1d2c3b-8a4e-4f5d-9c6b-2e7a1b0c9d8e")
+
+
+class Erasure(Aggregate):
+    """The record that a child's personal data was erased. Its events name the child as ``erased_child_id``, not
+    ``child_id``: they are about the erasure, not sealed under the key they record the destruction of."""
+
+    @staticmethod
+    def create_id(erased_child_id: UUID, **_: Any) -> UUID:
+        return uuid5(ERASURE_NAMESPACE, str(erased_child_id))
+
+    @event("Recorded")
+    def __init__(self, erased_child_id: UUID, reason: str, by: str) -> None:
+        self.erased_child_id = erased_child_id
+        self.reason = reason
+        self.by = by

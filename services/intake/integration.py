@@ -12,6 +12,8 @@ from typing import Any
 from contracts.cases import care_case_id
 from contracts.envelope import CloudEvent
 from contracts.events import (
+    ChildDataErased,
+    ChildDataErasedData,
     ChildFileUpdated,
     ChildFileUpdatedData,
     ChildrenMerged,
@@ -20,7 +22,7 @@ from contracts.events import (
     ReportFiledData,
 )
 from huhang.eventstore import integration_event_id
-from services.intake.domain import Case, Child
+from services.intake.domain import Case, Child, Erasure
 
 SOURCE = "/huhang/intake"
 
@@ -32,6 +34,8 @@ def to_integration_events(domain_event: Any) -> Sequence[CloudEvent]:
         return [_child_file_updated(domain_event)]
     if isinstance(domain_event, Child.Absorbed):  # type: ignore[attr-defined]
         return [_children_merged(domain_event)]
+    if isinstance(domain_event, Erasure.Recorded):  # type: ignore[attr-defined]
+        return [_child_data_erased(domain_event)]
     return []
 
 
@@ -108,4 +112,19 @@ def _children_merged(e: Any) -> ChildrenMerged:
             village=e.village,
             merged_by=e.by,
         ),
+    )
+
+
+def _child_data_erased(e: Any) -> ChildDataErased:
+    event_id = integration_event_id(e)
+    case_id = care_case_id(e.erased_child_id)
+    return ChildDataErased(
+        id=event_id,
+        source=SOURCE,
+        subject=str(case_id),
+        time=e.timestamp,
+        dataschema=ChildDataErased.schema_uri(),
+        correlationid=event_id,
+        actoragency=e.by,
+        data=ChildDataErasedData(child_id=e.erased_child_id, case_id=case_id, reason=e.reason, erased_by=e.by),
     )

@@ -12,6 +12,7 @@ per row, costs more than the lookup or the write itself.
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -25,13 +26,13 @@ from sqlalchemy import (
     Column,
     ColumnElement,
     Connection,
-    Date,
     Engine,
     Index,
     MetaData,
     Select,
     String,
     Table,
+    Text,
     bindparam,
     cast,
     column,
@@ -44,6 +45,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from huhang.personal import ChildKeys, PersonalDataErased
 from huhang.sql import create_tables
 from services.intake.matching import (
     PROBABLE_AT,
@@ -66,15 +68,14 @@ match_index_table = Table(
     "child_match_index",
     metadata,
     Column("child_id", String(36), primary_key=True),
-    Column("name", String(100), nullable=False),
-    Column("sex", String(16), nullable=False),
-    Column("birth_date", Date, nullable=False),
-    Column("id_card_number", String(18), nullable=True),  # normalised: 18 characters, upper-cased, else NULL
-    Column("township", String(100), nullable=False),
-    Column("village", String(100), nullable=False),
-    Column("key_date_name", String(300), nullable=False),
-    Column("key_place_date", String(200), nullable=False),
-    Column("key_place_name", String(300), nullable=False),
+    # The record (name, sex, birth date, identity-card number, township, village), sealed under the child's key:
+    # the database never holds it in clear, and a child's erasure leaves nothing readable here.
+    Column("sealed", Text, nullable=False),  # base64
+    # The keys, blinded (a keyed hash, huhang.personal.Blinder): equal keys still meet, but they reveal nothing.
+    Column("id_card_number", String(64), nullable=True),
+    Column("key_date_name", String(64), nullable=False),
+    Column("key_place_date", String(64), nullable=False),
+    Column("key_place_name", String(64), nullable=False),
     Index("ix_child_match_index_id_card", "id_card_number"),
     Index("ix_child_match_index_date_name", "key_date_name"),
     Index("ix_child_match_index_place_date", "key_place_date"),
@@ -83,8 +84,10 @@ match_index_table = Table(
 
 
 class MatchIndex:
-    def __init__(self, engine: Engine, threshold: float = PROBABLE_AT) -> None:
+    def __init__(self, engine: Engine, keys: ChildKeys, threshold: float = PROBABLE_AT) -> None:
         self.engine = engine
+        self.keys = keys
+        self.blind = keys.blinder("child-match-index")
         self.threshold = checked_threshold(threshold)
         create_tables(metadata, engine, [match_index_table])
 
@@ -129,9 +132,10 @@ class MatchIndex:
         return self._match(queries, features, limit, within_batch=False)
 
     def _file(self, features: Sequence[Features]) -> None:
-        rows = [_row(f) for f in features]
-        if not rows:
+        if not features:
             return
+        self.keys.ensure(f.record.child_id for f in features)
+        rows = [self._row(f) for f in features]
         with self.engine.begin() as conn:
             for chunk in _chunks(rows, WRITE_CHUNK):
                 upsert_rows(conn, match_index_table, chunk, key="child_id")
@@ -149,7 +153,7 @@ class MatchIndex:
             skip = frozenset(str(child_id) for child_id in filed)
             with self.engine.connect() as conn:
                 for chunk in _chunks(wanted, QUERY_CHUNK):
-                    for stored in _fetch(conn, chunk, skip):
+                    for stored in self._fetch(conn, chunk, skip):
                         matcher.add(stored)
         result: dict[UUID, list[Match]] = {}
         for query, keys in zip(queries, wanted, strict=True):
@@ -159,32 +163,43 @@ class MatchIndex:
         return result
 
 
-def _row(f: Features) -> dict[str, Any]:
-    keys = stored_keys(f)
-    r = f.record
-    return {
-        "child_id": str(r.child_id), "name": r.name, "sex": r.sex, "birth_date": r.birth_date,
-        "id_card_number": f.id_key, "township": r.township, "village": r.village,
-        "key_date_name": keys.date_name[0], "key_place_date": keys.place_date[0], "key_place_name": keys.place_name[0],
-    }
+    def _row(self, f: Features) -> dict[str, Any]:
+        keys = stored_keys(f)
+        r = f.record
+        record = {
+            "name": r.name, "sex": r.sex, "birth_date": r.birth_date.isoformat(), "id_card_number": f.id_key,
+            "township": r.township, "village": r.village,
+        }
+        return {
+            "child_id": str(r.child_id),
+            "sealed": base64.b64encode(self.keys.seal(r.child_id, json.dumps(record).encode())).decode(),
+            "id_card_number": self.blind(f.id_key) if f.id_key else None,
+            "key_date_name": self.blind(keys.date_name[0]), "key_place_date": self.blind(keys.place_date[0]),
+            "key_place_name": self.blind(keys.place_name[0]),
+        }
 
-
-def _fetch(
-    conn: Connection, wanted: Sequence[BlockingKeys], skip: frozenset[str] = frozenset()
-) -> Iterator[PersonRecord]:
-    """The rows filed under any of the keys, each once, but for the child ids in ``skip``."""
-    params = {
-        name: json.dumps(sorted(_all(wanted, part)), ensure_ascii=False) for name, part in _KEY_PARTS.items()
-    }
-    seen = set(skip)
-    for row in conn.execute(_fetch_statement(conn.dialect.name), params):
-        if row.child_id in seen:
-            continue
-        seen.add(row.child_id)
-        yield PersonRecord(
-            child_id=UUID(row.child_id), name=row.name, sex=row.sex, birth_date=row.birth_date,
-            id_card_number=row.id_card_number, township=row.township, village=row.village,
-        )
+    def _fetch(
+        self, conn: Connection, wanted: Sequence[BlockingKeys], skip: frozenset[str] = frozenset()
+    ) -> Iterator[PersonRecord]:
+        """The rows filed under any of the keys, each once, but for the child ids in ``skip`` (and the children
+        erased meanwhile)."""
+        params = {
+            name: json.dumps(sorted({self.blind(k) for k in _all(wanted, part)})) for name, part in _KEY_PARTS.items()
+        }
+        seen = set(skip)
+        for row in conn.execute(_fetch_statement(conn.dialect.name), params):
+            if row.child_id in seen:
+                continue
+            seen.add(row.child_id)
+            child_id = UUID(row.child_id)
+            try:
+                r = json.loads(self.keys.open(child_id, base64.b64decode(row.sealed)))
+            except PersonalDataErased:
+                continue
+            yield PersonRecord(
+                child_id=child_id, name=r["name"], sex=r["sex"], birth_date=date.fromisoformat(r["birth_date"]),
+                id_card_number=r["id_card_number"], township=r["township"], village=r["village"],
+            )
 
 
 # The lookup's parameters: the keys of each kind, as one JSON array each (an empty array matches nothing).
@@ -200,7 +215,7 @@ _KEY_PARTS: dict[str, Callable[[BlockingKeys], tuple[str, ...]]] = {
 def _fetch_statement(dialect: str) -> Any:
     """Built once per dialect: building the statement cost more than running it (a report looks up one child)."""
     t = match_index_table
-    columns = (t.c.child_id, t.c.name, t.c.sex, t.c.birth_date, t.c.id_card_number, t.c.township, t.c.village)
+    columns = (t.c.child_id, t.c.sealed)
     conditions = [_among(dialect, t.c[name], bindparam(name, type_=String)) for name in _KEY_PARTS]
     if dialect == "postgresql":
         # One index lookup per key column (a semi-join each): an OR of the four lets the planner pick a sequential

@@ -33,6 +33,7 @@ from sqlalchemy import (
     String,
     Table,
     and_,
+    delete,
     or_,
     select,
     update,
@@ -147,6 +148,11 @@ class ChildRegistry:
         self.engine = engine
         create_tables(metadata, engine, [registry_table])
 
+    def forget(self, child_ids: Sequence[UUID]) -> None:
+        """Drop the children's rows (an erasure)."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(registry_table).where(registry_table.c.child_id.in_([str(c) for c in child_ids])))
+
     def upsert(self, rows: Sequence[RegistryRow]) -> None:
         """One statement for all rows, passed as one parameter: a batch of 500 in a few milliseconds."""
         if not rows:
@@ -206,6 +212,13 @@ class DuplicateList:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         create_tables(metadata, engine, [duplicates_table])
+
+    def forget(self, child_ids: Sequence[UUID]) -> None:
+        """Drop every pair the children are in (an erasure)."""
+        ids = [str(c) for c in child_ids]
+        t = duplicates_table
+        with self.engine.begin() as conn:
+            conn.execute(delete(t).where(or_(t.c.child_id.in_(ids), t.c.other_child_id.in_(ids))))
 
     def flagged(self, pairs: Sequence[FlaggedPair]) -> None:
         rows = [

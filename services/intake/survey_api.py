@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Form, Request, Response, UploadFile, sta
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.agencies import Agency
+from huhang.access.guards import FORBIDDEN_DOC, Creator, acting_for
 from huhang.problems import PROBLEM_JSON, PROBLEM_RESPONSES
 from huhang.web import UPLOAD
 from services.intake.application import IntakeApplication
@@ -77,6 +78,7 @@ def _columns_doc() -> str:
     response_model=SurveyImportPublic,
     responses={
         **PROBLEM_RESPONSES,
+        **FORBIDDEN_DOC,
         200: {"model": SurveyImportPublic, "description": "Nothing changed: every row was already on file"},
         413: {"description": "The file is larger than HUHANG_MAX_UPLOAD_BYTES (default 50 MB)",
               "content": {PROBLEM_JSON: {}}},
@@ -97,7 +99,9 @@ def import_survey(
     upload: Annotated[SurveyUpload, Form(media_type="multipart/form-data")],
     intake: IntakeDep,
     response: Response,
+    access: Creator,
 ) -> SurveyImportPublic:
+    acting_for(access.principal, upload.agency, "agency")
     errors = CollectedErrors(limit=MAX_ERRORS_IN_ANSWER)
     job = SurveyImport(intake.register_children, agency=upload.agency.value)
     summary = job.run(upload.file.file, errors)

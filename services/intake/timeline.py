@@ -6,6 +6,7 @@ on the event id, so a redelivered event appears once. Events carry ids and codes
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -15,7 +16,9 @@ from sqlalchemy import JSON, Column, DateTime, Engine, Index, MetaData, String, 
 
 from contracts.envelope import CloudEvent
 from huhang.sql import create_tables, insert_ignoring_duplicates
+from services.intake.history_store import CaseHistoryStore
 
+logger = logging.getLogger(__name__)
 metadata = MetaData()
 timeline_table = Table(
     "case_timeline",
@@ -38,6 +41,8 @@ class CaseTimeline:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         create_tables(metadata, engine)
+        # Reconstruction as of any moment (services/intake/history_store.py), snapshotted as events arrive.
+        self.history = CaseHistoryStore(engine, timeline_table)
 
     def handle(self, events: Sequence[CloudEvent]) -> None:
         now = datetime.now(UTC)
@@ -58,6 +63,15 @@ class CaseTimeline:
         ]
         with self.engine.begin() as conn:
             insert_ignoring_duplicates(conn, timeline_table, rows)
+        self._snapshot({row["case_id"] for row in rows})
+
+    def _snapshot(self, case_ids: set[str]) -> None:
+        """Snapshots only speed reconstruction up (without them it gives the same answer): one that cannot be made
+        now is made after a later batch, and never holds the timeline back."""
+        try:
+            self.history.after_insert(case_ids)
+        except Exception as exc:
+            logger.warning("case history snapshots not made (%s); the next batch tries again", type(exc).__name__)
 
     def for_case(self, case_id: UUID) -> list[dict[str, Any]]:
         query = (

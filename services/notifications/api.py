@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from contracts.agencies import Agency
+from huhang.access.guards import FORBIDDEN_DOC, AgencyQueue
 from huhang.problems import PROBLEM_RESPONSES
 from services.notifications.feed import NotificationFeed
 from services.notifications.schemas import NotificationPublic, NotificationsPublic
@@ -24,12 +25,13 @@ router = APIRouter(prefix="/v1", tags=["notifications"])
 @router.get(
     "/agencies/{agency}/notifications",
     response_model=NotificationsPublic,
-    responses=PROBLEM_RESPONSES,
+    responses={**PROBLEM_RESPONSES, **FORBIDDEN_DOC},
     summary="An agency's notification feed",
 )
 def agency_notifications(
     agency: Agency,
     feed: FeedDep,
+    _: AgencyQueue,
     after: Annotated[int, Query(ge=0, description="The last `sequence` already seen; 0 from the start.")] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> NotificationsPublic:

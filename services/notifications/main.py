@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 from fastapi import APIRouter, FastAPI
 
+from huhang.access.access_log import AccessLog
+from huhang.access.api import install_access
+from huhang.personal import ErasureFollower, child_keys, keys_of
 from huhang.service import Subscription
 from huhang.settings import Settings
 from huhang.storage import eventsourcing_env, read_model_engine
@@ -22,6 +25,7 @@ class NotificationsService:
     application: NotificationsApplication
     positions: Positions
     feed: NotificationFeed
+    access_log: AccessLog
     name: str = "notifications"
     title: str = "Huhang notifications"
 
@@ -34,16 +38,23 @@ class NotificationsService:
     def bind(self, api: FastAPI) -> None:
         api.state.notifications = self.application
         api.state.feed = self.feed
+        install_access(api, None, self.access_log)
 
     def subscriptions(self) -> list[Subscription]:
-        return [Subscription("notifications.feed", self.feed, ("intake", "referral"))]
+        return [
+            Subscription("notifications.feed", self.feed, ("intake", "referral")),
+            Subscription("notifications.erasure", ErasureFollower(keys_of(self.application)), ("intake",)),
+        ]
 
 
 def build(settings: Settings) -> NotificationsService:
     engine = read_model_engine(settings, "notifications")
     return NotificationsService(
         settings=settings,
-        application=NotificationsApplication(eventsourcing_env(settings, "notifications")),
+        application=NotificationsApplication(
+            eventsourcing_env(settings, "notifications"), child_keys=child_keys(settings, engine)
+        ),
         positions=Positions(engine),
         feed=NotificationFeed(engine),
+        access_log=AccessLog(engine, settings.access_log_flush_interval_s),
     )

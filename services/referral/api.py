@@ -13,6 +13,19 @@ from contracts.agencies import Agency
 from contracts.commands import OpenReferrals
 from contracts.lifecycle import TRANSITIONS
 from contracts.vocabulary import Priority, ReferralStatus
+from huhang.access.guards import (
+    FORBIDDEN_DOC,
+    AccessLogDep,
+    AgencyQueue,
+    CaseAccessDep,
+    CaseReader,
+    PlatformJob,
+    PrincipalDep,
+    PurposeDep,
+    acting_for,
+    case_access_check,
+)
+from huhang.auth.principal import Principal
 from huhang.problems import PROBLEM_RESPONSES, FieldError, Unprocessable, problem_doc
 from services.referral.application import Escalation, ReferralApplication
 from services.referral.domain import Referral
@@ -52,9 +65,34 @@ InboxDep = Annotated[Inbox, Depends(get_inbox)]
 IfMatch = Annotated[str | None, Header(alias="If-Match", description="The ETag last read; a stale one answers 412.")]
 
 
+def referral_reader(
+    referral_id: UUID, request: Request, app: ReferralsDep, principal: PrincipalDep, access: CaseAccessDep,
+    log: AccessLogDep, purpose: PurposeDep,
+) -> Referral:
+    """The referral, for a caller who may see its case (need-to-know follows the case)."""
+    referral = app.get(referral_id)
+    case_access_check(referral.case_id, request, principal, access, log, purpose, write=False)
+    return referral
+
+
+def referral_writer(
+    referral_id: UUID, request: Request, app: ReferralsDep, principal: PrincipalDep, access: CaseAccessDep,
+    log: AccessLogDep, purpose: PurposeDep,
+) -> Principal:
+    """The caller, when it may change the referral's case (the owner rules are the application's)."""
+    referral = app.get(referral_id)
+    case_access_check(referral.case_id, request, principal, access, log, purpose, write=True)
+    return principal
+
+
+ReadableReferral = Annotated[Referral, Depends(referral_reader)]
+ReferralActor = Annotated[Principal, Depends(referral_writer)]
+
+
 
 COMMAND_RESPONSES = {
-    **PROBLEM_RESPONSES, **problem_doc(403, "The acting agency may not do this"), **problem_doc(404, "Not found"),
+    **PROBLEM_RESPONSES, **problem_doc(403, "The acting agency may not do this, or the caller is not that agency"),
+    **problem_doc(404, "Not found"),
     **problem_doc(409, "Not allowed in the referral's current status"), **problem_doc(412, "Stale version (If-Match)"),
 }
 STATES_DOC = "\n".join(
@@ -67,12 +105,13 @@ router = APIRouter(prefix="/v1", tags=["referrals"])
 @router.get(
     "/agencies/{agency}/referrals",
     response_model=ReferralsPublic,
-    responses=PROBLEM_RESPONSES,
+    responses={**PROBLEM_RESPONSES, **FORBIDDEN_DOC},
     summary="An agency's inbox of referrals",
 )
 def agency_inbox(
     agency: Agency,
     inbox: InboxDep,
+    _: AgencyQueue,
     status: Annotated[list[ReferralStatus] | None, Query(description="One or more statuses.")] = None,
     priority: Annotated[list[Priority] | None, Query()] = None,
     overdue: Annotated[bool, Query(description="Only referrals past their acceptance or completion due time.")] = False,
@@ -100,8 +139,11 @@ def agency_inbox(
     )
 
 
-@router.get("/cases/{case_id}/referrals", response_model=CaseReferralsPublic, summary="All referrals of a case")
-def case_referrals(case_id: UUID, inbox: InboxDep) -> CaseReferralsPublic:
+@router.get(
+    "/cases/{case_id}/referrals", response_model=CaseReferralsPublic, responses=FORBIDDEN_DOC,
+    summary="All referrals of a case",
+)
+def case_referrals(case_id: UUID, inbox: InboxDep, _: CaseReader) -> CaseReferralsPublic:
     """Every referral of the case, across departments, oldest first."""
     return CaseReferralsPublic(
         case_id=case_id, items=[ReferralSummary.model_validate(r) for r in inbox.for_case(case_id)]
@@ -123,11 +165,11 @@ def _public(app: ReferralApplication, referral: Referral, response: Response) ->
 
 
 @router.get(
-    "/referrals/{referral_id}", response_model=ReferralPublic, responses=problem_doc(404, "Not found"),
-    summary="One referral with its full history",
+    "/referrals/{referral_id}", response_model=ReferralPublic,
+    responses={**problem_doc(404, "Not found"), **FORBIDDEN_DOC}, summary="One referral with its full history",
 )
-def get_referral(referral_id: UUID, app: ReferralsDep, response: Response) -> ReferralPublic:
-    return _public(app, app.get(referral_id), response)
+def get_referral(app: ReferralsDep, referral: ReadableReferral, response: Response) -> ReferralPublic:
+    return _public(app, referral, response)
 
 
 def _expected(if_match: str | None) -> int | None:
@@ -148,8 +190,10 @@ def _expected(if_match: str | None) -> int | None:
     "back to the router, which sends it to the next responsible agency.\n\nStates:\n" + STATES_DOC,
 )
 def change_status(
-    referral_id: UUID, body: StatusChange, app: ReferralsDep, response: Response, if_match: IfMatch = None
+    referral_id: UUID, body: StatusChange, app: ReferralsDep, response: Response, actor: ReferralActor,
+    if_match: IfMatch = None,
 ) -> ReferralPublic:
+    acting_for(actor, body.agency, "agency")
     referral = app.change_status(
         referral_id, body.status, body.agency.value, body.note, _expected(if_match),
         reason_code=body.reason_code, outcome=body.outcome,
@@ -162,9 +206,11 @@ def change_status(
     summary="Propose a transfer of ownership to another agency",
 )
 def propose_transfer(
-    referral_id: UUID, body: TransferCreate, app: ReferralsDep, response: Response, if_match: IfMatch = None
+    referral_id: UUID, body: TransferCreate, app: ReferralsDep, response: Response, actor: ReferralActor,
+    if_match: IfMatch = None,
 ) -> ReferralPublic:
     """By the owner or a supervising agency; the new owner must accept (`/transfer/answer`)."""
+    acting_for(actor, body.agency, "agency")
     referral = app.propose_transfer(
         referral_id, body.to_agency.value, body.agency.value, body.note, _expected(if_match)
     )
@@ -176,8 +222,11 @@ def propose_transfer(
     summary="Accept or decline a proposed transfer",
 )
 def answer_transfer(
-    referral_id: UUID, body: TransferAnswer, app: ReferralsDep, response: Response, if_match: IfMatch = None
+    referral_id: UUID, body: TransferAnswer, app: ReferralsDep, response: Response, principal: PrincipalDep,
+    if_match: IfMatch = None,
 ) -> ReferralPublic:
+    """By the agency the transfer is proposed to (which has no access to the case before it accepts)."""
+    acting_for(principal, body.agency, "agency")
     referral = app.answer_transfer(referral_id, body.agency.value, body.accept, body.note, _expected(if_match))
     return _public(app, referral, response)
 
@@ -187,8 +236,10 @@ def answer_transfer(
     summary="Assign the referral to a named officer of the owner agency",
 )
 def reassign(
-    referral_id: UUID, body: Reassignment, app: ReferralsDep, response: Response, if_match: IfMatch = None
+    referral_id: UUID, body: Reassignment, app: ReferralsDep, response: Response, actor: ReferralActor,
+    if_match: IfMatch = None,
 ) -> ReferralPublic:
+    acting_for(actor, body.agency, "agency")
     referral = app.reassign(referral_id, body.officer_id, body.agency.value, _expected(if_match))
     return _public(app, referral, response)
 
@@ -203,7 +254,8 @@ def _escalation(e: Escalation) -> EscalationPublic:
     "/referrals/{referral_id}/escalations", response_model=EscalationPublic, status_code=201,
     responses=COMMAND_RESPONSES, summary="Escalate a referral (supervising agencies)",
 )
-def escalate(referral_id: UUID, body: EscalationCreate, app: ReferralsDep) -> EscalationPublic:
+def escalate(referral_id: UUID, body: EscalationCreate, app: ReferralsDep, actor: ReferralActor) -> EscalationPublic:
+    acting_for(actor, body.agency, "agency")
     return _escalation(app.escalate_by_supervisor(referral_id, body.agency.value, datetime.now(UTC)))
 
 
@@ -211,7 +263,7 @@ def escalate(referral_id: UUID, body: EscalationCreate, app: ReferralsDep) -> Es
     "/referral-sweeps", response_model=SweepPublic, responses=PROBLEM_RESPONSES,
     summary="Escalate every overdue referral (run by the scheduled sweep flow)",
 )
-def sweep(body: SweepRequest, app: ReferralsDep, inbox: InboxDep) -> SweepPublic:
+def sweep(body: SweepRequest, app: ReferralsDep, inbox: InboxDep, _: PlatformJob) -> SweepPublic:
     """Idempotent: a referral is escalated to a level once; running the sweep again escalates nothing twice."""
     result = sweep_overdue(app, inbox, body.now or datetime.now(UTC), body.limit)
     return SweepPublic(
@@ -223,7 +275,7 @@ def sweep(body: SweepRequest, app: ReferralsDep, inbox: InboxDep) -> SweepPublic
     "/referrals", response_model=OpenedReferrals, responses=PROBLEM_RESPONSES,
     summary="Open referrals (used by the routing workflow)",
 )
-def open_referrals(body: OpenReferrals, app: ReferralsDep) -> OpenedReferrals:
+def open_referrals(body: OpenReferrals, app: ReferralsDep, _: PlatformJob) -> OpenedReferrals:
     """Idempotent: a referral id already opened is reported with `created: false` and nothing changes."""
     opened = app.open_referrals(body.referrals)
     return OpenedReferrals(referrals=[OpenedReferral(referral_id=o.referral_id, created=o.created) for o in opened])

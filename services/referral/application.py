@@ -16,6 +16,7 @@ from contracts.commands import OpenReferral
 from contracts.vocabulary import EscalationKind, Outcome, Priority, ReferralStatus
 from huhang.eventstore import ServiceApplication
 from huhang.groupcommit import GroupCommitter
+from huhang.personal import ChildKeys
 from huhang.problems import DomainError, FieldError, NotFound
 from services.referral.domain import SUPERVISORS, NotPermitted, Referral, supervisor_of
 
@@ -46,8 +47,8 @@ class Escalation:
 class ReferralApplication(ServiceApplication):
     name = "referral"
 
-    def __init__(self, env: dict[str, str] | None = None) -> None:
-        super().__init__(env)
+    def __init__(self, env: dict[str, str] | None = None, *, child_keys: ChildKeys | None = None) -> None:
+        super().__init__(env, child_keys=child_keys)
         self._committer = GroupCommitter(self)
 
     # --- opening ---------------------------------------------------------------------------------------------

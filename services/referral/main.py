@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
+from huhang.access.access_log import AccessLog
+from huhang.access.api import install_access
+from huhang.access.case_access import CaseAccess
+from huhang.personal import ErasureFollower, child_keys, keys_of
 from huhang.service import Subscription
 from huhang.settings import Settings
 from huhang.storage import eventsourcing_env, read_model_engine
@@ -15,6 +21,9 @@ from services.referral.application import ReferralApplication
 from services.referral.inbox import Inbox
 from services.referral.integration import to_integration_events
 
+# Every service's events say something about who may see a case (its area, referrals, break-the-glass grants).
+CASE_ACCESS_SOURCES = ("intake", "referral", "guardianship")
+
 
 @dataclass
 class ReferralService:
@@ -22,8 +31,12 @@ class ReferralService:
     application: ReferralApplication
     positions: Positions
     inbox: Inbox
+    case_access: CaseAccess
+    access_log: AccessLog
     name: str = "referral"
     title: str = "Huhang referral"
+    access_shared: bool = False
+    intake_here: bool = False
 
     def to_integration_events(self) -> DomainToContract:
         return to_integration_events
@@ -34,16 +47,48 @@ class ReferralService:
     def bind(self, api: FastAPI) -> None:
         api.state.referral = self.application
         api.state.inbox = self.inbox
+        install_access(api, self.case_access, self.access_log)
 
     def subscriptions(self) -> list[Subscription]:
-        return [Subscription("referral.inbox", self.inbox, ("referral",))]
+        return [
+            Subscription("referral.inbox", self.inbox, ("referral",)),
+            *self._case_access_subscription(),
+            *self._erasure_subscription(),
+        ]
+
+    def connect(self, peers: Mapping[str, Any]) -> None:
+        """In one process with intake: share its case-access read model (one follower for all services)."""
+        self.intake_here = "intake" in peers
+        shared = getattr(peers.get("intake"), "case_access", None)
+        if isinstance(shared, CaseAccess):
+            self.case_access, self.access_shared = shared, True
+
+    def _case_access_subscription(self) -> list[Subscription]:
+        """Its own case-access read model, fed by every service through Kafka; alone on the in-process transport
+        (a referral-only process, as in tests) by its own events, which carry the case's child and place too."""
+        if self.access_shared:
+            return []
+        sources = CASE_ACCESS_SOURCES if self.settings.transport == "kafka" else (self.name,)
+        return [Subscription("referral.case_access", self.case_access, sources)]
+
+
+    def _erasure_subscription(self) -> list[Subscription]:
+        """Intake's erasures, through Kafka or in one process with intake; a referral-only process on the in-process
+        transport (tests) has no intake to hear from."""
+        if self.settings.transport != "kafka" and not self.intake_here:
+            return []
+        return [Subscription("referral.erasure", ErasureFollower(keys_of(self.application)), ("intake",))]
 
 
 def build(settings: Settings) -> ReferralService:
     engine = read_model_engine(settings, "referral")
     return ReferralService(
         settings=settings,
-        application=ReferralApplication(eventsourcing_env(settings, "referral")),
+        application=ReferralApplication(
+            eventsourcing_env(settings, "referral"), child_keys=child_keys(settings, engine)
+        ),
         positions=Positions(engine),
         inbox=Inbox(engine),
+        case_access=CaseAccess(engine),
+        access_log=AccessLog(engine, settings.access_log_flush_interval_s),
     )

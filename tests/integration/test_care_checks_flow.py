@@ -11,7 +11,6 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
@@ -19,6 +18,7 @@ from huhang.bootstrap import service_api
 from huhang.settings import Settings
 from huhang.streams import NotificationLogSource
 from services.guardianship.main import GuardianshipService, build
+from tests.support.auth import client_for
 from tests.unit.test_visit_regime import child_file
 from workflows.care_checks import HttpCareCheckGateway, LocalCareCheckGateway, check_care_obligations
 
@@ -79,7 +79,7 @@ def test_a_care_check_flow_run_is_recorded_completed_in_prefect(prefect_harness:
 
 def test_the_http_gateway_runs_the_check_at_guardianships_api(prefect_harness: None, service) -> None:
     gateway = HttpCareCheckGateway("http://testserver")
-    gateway.client = TestClient(service_api(service.settings, service))
+    gateway.client = client_for(service_api(service.settings, service))
 
     runs = [check_care_obligations(gateway, now=CHECKED_AT), check_care_obligations(gateway, now=CHECKED_AT)]
 

@@ -11,7 +11,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import pytest
-from fastapi.testclient import TestClient
 
 from contracts.vocabulary import ReferralStatus
 from huhang.bootstrap import service_api
@@ -19,6 +18,7 @@ from huhang.settings import Settings
 from services.referral.application import Opened, ReferralApplication, StaleVersion
 from services.referral.main import ReferralService
 from tests.conftest import postgres_settings
+from tests.support.auth import client_for
 from tests.support.referrals import referral_service
 from tests.unit.test_referral import OWNER, an_open_referral, opened
 
@@ -97,7 +97,7 @@ def test_http_of_many_equal_changes_with_the_same_if_match_one_answers_200_and_t
 ):
     referral_id = opened(referrals)
     body = {"status": "received", "agency": OWNER.value}
-    with TestClient(service_api(settings, service)) as client:
+    with client_for(service_api(settings, service)) as client:
         etag = client.get(f"/v1/referrals/{referral_id}").headers["ETag"]
 
         answers = all_at_once(

@@ -12,6 +12,7 @@ import pytest
 import uvicorn
 
 from contracts.commands import OpenReferral
+from huhang.auth.client import system_auth
 from huhang.bootstrap import service_api
 from huhang.settings import Settings
 from services.referral.main import ReferralService, build
@@ -58,7 +59,8 @@ def test_a_batch_larger_than_one_request_opens_every_referral_once(
     commands = _commands(1500)  # far more than one request may carry (body limit, max_length)
 
     started = time.monotonic()
-    assert HttpReferralGateway(url).open(commands) == 1500
-    assert HttpReferralGateway(url).open(commands) == 0  # a redelivered batch opens nothing twice
+    auth = system_auth(Settings(storage="memory"), "huhang-router")  # the router's system token
+    assert HttpReferralGateway(url, auth=auth).open(commands) == 1500
+    assert HttpReferralGateway(url, auth=auth).open(commands) == 0  # a redelivered batch opens nothing twice
     assert (service.application.recorder.max_notification_id() or 0) - before == 1500
     assert time.monotonic() - started < 120

@@ -49,7 +49,7 @@ def _file_neglect_report(services: dict[str, Any]) -> None:
 
 def _inbox_total(services: dict[str, Any], agency: str) -> int:
     referral = services["referral"]
-    drain(subscription_consumers(referral.settings, referral)[0])
+    drain(subscription_consumers(referral.settings, referral, services)[0])
     return sum(referral.inbox.counts_by_status(agency).values())
 
 

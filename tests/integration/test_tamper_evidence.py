@@ -55,8 +55,10 @@ class RawLog:
                             p=position).one()
 
     def update_state(self, position: int) -> None:
-        state = bytes(self.row(position).state)
-        self.execute("UPDATE {t} SET state = :s WHERE {id} = :p", s=state.replace(b"police", b"health"), p=position)
+        """Change one bit of the stored state (sealed per child: the edit of someone without the key)."""
+        state = bytearray(self.row(position).state)
+        state[-1] ^= 0x01
+        self.execute("UPDATE {t} SET state = :s WHERE {id} = :p", s=bytes(state), p=position)
 
     def update_version(self, position: int, version: int) -> None:
         self.execute("UPDATE {t} SET originator_version = :v WHERE {id} = :p", v=version, p=position)

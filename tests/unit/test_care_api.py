@@ -22,6 +22,7 @@ from services.guardianship.care_schemas import (
     VISIT_EXAMPLE,
 )
 from services.guardianship.main import GuardianshipService, build
+from tests.support.auth import client_for
 from tests.unit.test_visit_regime import child_file, merged
 from workflows.intake_gateway import HttpIntakeGateway
 
@@ -37,7 +38,7 @@ def service() -> Iterator[GuardianshipService]:
 
 @pytest.fixture
 def client(service: GuardianshipService) -> TestClient:
-    return TestClient(service_api(service.settings, service))
+    return client_for(service_api(service.settings, service))
 
 
 @pytest.fixture
@@ -346,7 +347,7 @@ REPORT = {
 def platform() -> Iterator[tuple[TestClient, dict[str, Any]]]:
     settings = Settings(storage="memory")
     services = build_services(settings)
-    yield TestClient(embedded_api(settings, services)), services
+    yield client_for(embedded_api(settings, services)), services
     for s in services.values():
         s.application.close()
 
@@ -399,13 +400,13 @@ def test_a_report_about_a_child_intake_does_not_know_answers_404_and_records_no_
 def test_the_http_gateway_files_the_report_at_intakes_api(service):
     settings = Settings(storage="memory")
     intake = build_services(settings, ["intake"])["intake"]
-    intake_api = TestClient(service_api(settings, intake))
+    intake_api = client_for(service_api(settings, intake))
     child = uuid.UUID(intake_api.post("/v1/reports", json=REPORT).json()["child_id"])
     service.known_children.handle([child_file(child)])
     gateway = HttpIntakeGateway("http://testserver")
     gateway.client = intake_api
     service.care.intake = gateway
-    client = TestClient(service_api(service.settings, service))
+    client = client_for(service_api(service.settings, service))
 
     stranger = uuid.uuid4()  # known to guardianship, not to intake
     service.known_children.handle([child_file(stranger)])

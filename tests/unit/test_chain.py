@@ -46,6 +46,7 @@ from huhang.checkpoints import (
     read_published,
     trusted_keys,
 )
+from huhang.personal import new_data_key
 from huhang.settings import Settings
 from services.referral.main import ReferralService, build
 
@@ -278,9 +279,11 @@ def test_verification_never_generates_a_key(tmp_path):
 
 def test_production_refuses_to_start_without_a_signing_key_and_refuses_malformed_keys():
     with pytest.raises(ValidationError, match="HUHANG_AUDIT_SIGNING_KEY must be set in production"):
-        Settings(environment="production", identity_key="a-real-secret")
+        Settings(environment="production", identity_key="a-real-secret", data_key=new_data_key())
     key = Signer.generate().private_b64()
-    assert Settings(environment="production", identity_key="a-real-secret", audit_signing_key=key)
+    assert Settings(
+        environment="production", identity_key="a-real-secret", audit_signing_key=key, data_key=new_data_key()
+    )
     with pytest.raises(ValidationError, match="32 bytes") as raised:
         Settings(audit_signing_key=base64.b64encode(b"short").decode())
     assert "c2hvcnQ" not in str(raised.value)  # the value is never echoed

@@ -17,6 +17,7 @@ from huhang.bootstrap import service_api
 from huhang.settings import Settings
 from services.intake.main import IntakeService, build
 from services.intake.schemas import CHILD_REGISTRATION_EXAMPLE, CHILD_REPORT_EXAMPLE, DECISION_EXAMPLE, FACTS_EXAMPLE
+from tests.support.auth import client_for
 
 PROBLEM = "application/problem+json"
 
@@ -30,7 +31,7 @@ def service(memory_settings: Settings) -> Iterator[IntakeService]:
 
 @pytest.fixture
 def client(memory_settings: Settings, service: IntakeService) -> TestClient:
-    return TestClient(service_api(memory_settings, service))
+    return client_for(service_api(memory_settings, service))
 
 
 @pytest.fixture

@@ -33,6 +33,7 @@ from services.guardianship.directors import (
 from services.guardianship.ladder_schemas import china_today
 from services.guardianship.main import GuardianshipService, build
 from services.guardianship.risk import GuardianshipRiskFactor as F
+from tests.support.auth import client_for
 
 TOWNSHIP, VILLAGE = "虹桥镇", "溪西村"
 TODAY = china_today()
@@ -75,7 +76,7 @@ def service() -> GuardianshipService:
 
 @pytest.fixture
 def client(service: GuardianshipService) -> TestClient:
-    return TestClient(service_api(service.settings, service))
+    return client_for(service_api(service.settings, service))
 
 
 def known_child(service: GuardianshipService, **changes: Any) -> uuid.UUID:

@@ -14,6 +14,9 @@ from pydantic import ValidationError
 from contracts.envelope import CloudEvent
 from contracts.events import (
     CONTRACT_EVENTS,
+    BreakGlassAccessOpened,
+    BreakGlassAccessReviewed,
+    ChildDataErased,
     ChildFileUpdated,
     ChildrenMerged,
     CourtProtectionOrderIssued,
@@ -72,6 +75,9 @@ SAMPLE_DATA: dict[type[CloudEvent], dict[str, Any]] = {
         "child_id": CHILD_ID, "merged_child_id": uuid.uuid4(), "case_id": CASE_ID, "merged_by": "civil_affairs",
         **PLACE,
     },
+    ChildDataErased: {
+        "child_id": CHILD_ID, "case_id": CASE_ID, "reason": "retention_expired", "erased_by": "civil_affairs",
+    },
     VisitRecorded: {
         "visit_id": uuid.uuid4(), "child_id": CHILD_ID, "case_id": CASE_ID, "kind": "home_visit",
         "visited_on": date(2026, 11, 27), "findings": ("all_well",), "next_contact_due_on": date(2026, 12, 27),
@@ -116,6 +122,16 @@ SAMPLE_DATA: dict[type[CloudEvent], dict[str, Any]] = {
     },
     ReferralOwnerChanged: {
         "referral_id": uuid.uuid4(), "case_id": CASE_ID, "from_agency": "police", "to_agency": "education",
+    },
+    BreakGlassAccessOpened: {
+        "grant_id": uuid.uuid4(), "case_id": CASE_ID, "child_id": CHILD_ID, "agency": "police",
+        "subject": "acct-7f3a", "purpose": "emergency_protection",
+        "opened_at": datetime(2026, 11, 28, 9, 0, tzinfo=UTC), "expires_at": datetime(2026, 11, 28, 13, 0, tzinfo=UTC),
+        **PLACE,
+    },
+    BreakGlassAccessReviewed: {
+        "grant_id": uuid.uuid4(), "case_id": CASE_ID, "child_id": CHILD_ID, "justified": True,
+        "reviewer_agency": "civil_affairs", **PLACE,
     },
 }
 

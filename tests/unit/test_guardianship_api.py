@@ -2,13 +2,13 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from fastapi.testclient import TestClient
 
 from contracts.agencies import Agency
 from contracts.events import ReportFiled, ReportFiledData
 from huhang.bootstrap import service_api
 from huhang.settings import Settings
 from services.guardianship.main import build
+from tests.support.auth import client_for
 
 
 def report_filed(case_id: uuid.UUID, child_id: uuid.UUID) -> ReportFiled:
@@ -31,7 +31,7 @@ def service():
 
 @pytest.fixture
 def client(service):
-    return TestClient(service_api(service.settings, service))
+    return client_for(service_api(service.settings, service))
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from services.intake.application import ChildFacts, FiledReport, FileReport, Int
 from services.intake.integration import to_integration_events
 from services.intake.main import IntakeService, build
 from services.intake.schemas import REPORT_EXAMPLE
+from tests.support.auth import client_for
 
 OBSERVATIONS = "连续三天未到校，家访发现孩子独自在家，祖母卧病，家中缺乏食物。"
 
@@ -238,7 +239,7 @@ def test_the_same_idempotency_key_from_another_agency_files_another_report(intak
 
 @pytest.fixture
 def client(any_storage_settings: Settings, service: IntakeService) -> TestClient:
-    return TestClient(service_api(any_storage_settings, service))
+    return client_for(service_api(any_storage_settings, service))
 
 
 def example_body(fake: Faker) -> dict[str, Any]:

@@ -41,6 +41,7 @@ from services.guardianship.interventions import (
 )
 from services.guardianship.ladder_schemas import china_today
 from services.guardianship.main import GuardianshipService, build
+from tests.support.auth import client_for
 
 K = InterventionKind
 TOWNSHIP, VILLAGE = "虹桥镇", "溪西村"
@@ -124,7 +125,7 @@ def service() -> GuardianshipService:
 
 @pytest.fixture
 def client(service: GuardianshipService) -> TestClient:
-    return TestClient(service_api(service.settings, service))
+    return client_for(service_api(service.settings, service))
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from fastapi.testclient import TestClient
 
 from contracts.agencies import Agency
 from contracts.events import ReferralRequested, ReferralRequestedData
@@ -10,6 +9,7 @@ from contracts.vocabulary import Priority
 from huhang.bootstrap import service_api
 from huhang.settings import Settings
 from services.notifications.main import build
+from tests.support.auth import client_for
 
 
 def referral_requested(owner: Agency) -> ReferralRequested:
@@ -33,7 +33,7 @@ def service():
 
 @pytest.fixture
 def client(service):
-    return TestClient(service_api(service.settings, service))
+    return client_for(service_api(service.settings, service))
 
 
 def test_the_feed_answers_the_items_after_the_cursor_and_the_next_cursor(service, client):

@@ -20,6 +20,7 @@ from huhang.settings import Settings
 from services.referral.application import ReferralApplication, StaleVersion
 from services.referral.domain import IllegalTransition, NotPermitted
 from services.referral.main import ReferralService
+from tests.support.auth import client_for
 from tests.support.referrals import inbox_refresher, referral_service
 
 S = ReferralStatus
@@ -40,7 +41,7 @@ def referrals(service: ReferralService) -> ReferralApplication:
 
 @pytest.fixture
 def client(any_storage_settings: Settings, service: ReferralService) -> TestClient:
-    return TestClient(service_api(any_storage_settings, service))
+    return client_for(service_api(any_storage_settings, service))
 
 
 @pytest.fixture

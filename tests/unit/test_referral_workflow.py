@@ -37,6 +37,7 @@ from services.referral.domain import IllegalTransition, NotPermitted, Referral
 from services.referral.integration import to_integration_events
 from services.referral.main import ReferralService
 from services.referral.sweep import sweep_overdue
+from tests.support.auth import client_for
 from tests.support.referrals import inbox_refresher, referral_service
 from tests.unit.test_referral import opened
 from workflows.routing import plan_referrals
@@ -61,7 +62,7 @@ def referrals(service: ReferralService) -> ReferralApplication:
 
 @pytest.fixture
 def client(memory_settings: Settings, service: ReferralService) -> TestClient:
-    return TestClient(service_api(memory_settings, service))
+    return client_for(service_api(memory_settings, service))
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from services.intake.main import IntakeService
 from services.intake.main import build as build_intake
 from services.intake.schemas import REPORT_EXAMPLE
 from services.referral.main import build as build_referral
+from tests.support.auth import client_for, token
 
 PROBLEM_JSON = "application/problem+json"
 BODY_LIMIT = 8 * 1024
@@ -56,7 +57,7 @@ def api(settings: Settings, intake: IntakeService) -> FastAPI:
 
 @pytest.fixture
 def client(api: FastAPI) -> TestClient:
-    return TestClient(api)
+    return client_for(api)
 
 
 def stored(intake: IntakeService) -> int:
@@ -267,7 +268,8 @@ def send_in_chunks(api: FastAPI, raw: bytes, chunk_size: int = 1024) -> tuple[in
     scope = {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
         "path": "/v1/reports", "raw_path": b"/v1/reports", "root_path": "", "query_string": b"",
-        "headers": [(b"content-type", b"application/json"), (b"host", b"testserver")],
+        "headers": [(b"content-type", b"application/json"), (b"host", b"testserver"),
+                    (b"authorization", f"Bearer {token(api)}".encode())],
         "client": ("127.0.0.1", 50000), "server": ("testserver", 80),
     }
     asyncio.run(api(scope, receive, send))  # type: ignore[arg-type]
@@ -321,7 +323,7 @@ def test_posting_the_documented_example_as_it_stands_files_a_report(client, inta
 
 def test_an_unknown_agency_in_the_inbox_path_answers_422_naming_the_agency(settings):
     referral = build_referral(settings)
-    client = TestClient(service_api(settings, referral))
+    client = client_for(service_api(settings, referral))
 
     answer = client.get("/v1/agencies/nope/referrals")
 

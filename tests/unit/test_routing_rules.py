@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from contracts.agencies import Agency
 from contracts.envelope import CloudEvent
 from contracts.events import (
+    BreakGlassAccessOpened,
     ChildFileUpdated,
     ChildrenMerged,
     CourtProtectionOrderIssued,
@@ -84,9 +85,13 @@ BASE_DATA: dict[type[CloudEvent], dict[str, Any]] = {
     InterventionRecorded: {
         "kind": "admonition", "agency": "village", "documents": (), "township": "虹桥镇", "village": "溪西村",
     },
+    BreakGlassAccessOpened: {
+        "agency": "police", "subject": "acct-7f3a", "purpose": "emergency_protection", "opened_at": EVENT_TIME,
+        "expires_at": EVENT_TIME + timedelta(hours=4), "township": "虹桥镇", "village": "溪西村",
+    },
 }
 CLASS_OF_TYPE = {cls.event_type: cls for cls in BASE_DATA}
-ID_FIELDS = ("report_id", "assessment_id", "order_id", "intervention_id", "visit_id")
+ID_FIELDS = ("report_id", "assessment_id", "order_id", "intervention_id", "visit_id", "grant_id")
 
 
 def make_event(cls: type[CloudEvent], event_id: uuid.UUID | None = None, **data: Any) -> CloudEvent:

@@ -38,6 +38,7 @@ from services.intake.survey import (
     parse_id_card,
     scan,
 )
+from tests.support.auth import client_for
 
 TODAY = datetime.now(UTC).date()
 HEADER = ["姓名", "性别", "出生日期", "身份证号", "乡镇", "村", "父亲状况", "父亲外出时间", "父亲是否县外",
@@ -487,7 +488,7 @@ def test_the_import_id_is_the_sha256_of_the_file():
 
 
 def api_client(service: IntakeService) -> TestClient:
-    return TestClient(service_api(service.settings, service))
+    return client_for(service_api(service.settings, service))
 
 
 def upload(client: TestClient, data: bytes, name: str = "roster.csv", **form: str) -> Any:

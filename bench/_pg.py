@@ -1,0 +1,32 @@
+"""The benchmarks' PostgreSQL: the machine's test database, a unique schema prefix per run, dropped at the end."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+from sqlalchemy import create_engine, text
+
+DATABASE_URL = os.environ.get("HUHANG_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def run_prefix(name: str) -> str:
+    """A schema prefix of this run's own (``bench_<name>_<random>_``)."""
+    return f"bench_{name}_{uuid.uuid4().hex[:8]}_"
+
+
+def drop_schemas(prefix: str) -> list[str]:
+    """Drop every schema whose name starts with ``prefix``; their names."""
+    engine = create_engine(DATABASE_URL.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.connect() as conn:
+            names = list(conn.execute(
+                text("SELECT schema_name FROM information_schema.schemata WHERE left(schema_name, :n) = :p"),
+                {"n": len(prefix), "p": prefix},
+            ).scalars())
+        for name in names:  # one transaction each: all at once can exhaust the shared lock table
+            with engine.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
+        return names
+    finally:
+        engine.dispose()

@@ -1,0 +1,266 @@
+"""The FastAPI dependencies that enforce need-to-know on every route reading or changing a case or a child.
+
+A route declares what it touches (``CaseReader``, ``ChildWriter``, ``AgencyQueue``...); the dependency
+authenticates (the same dependency the app puts on every router: FastAPI runs it once per request), asks the
+policy (``huhang.access.policy``) with the facts of the case-access read model, records the access in the access
+log and, when refused, answers **403** problem+json (type ``urn:huhang:problem:forbidden``).
+
+403, not 404: case and child ids are random UUIDs that reach a caller only through a referral, a notification or
+a report it filed, so confirming that one exists tells little; and an officer refused in an emergency must learn
+that the case exists to break the glass (``POST /v1/cases/{case_id}/break-glass``). Records not known to the
+read model (yet) are refused to everyone but those who see everything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import Depends, Header, Query, Request
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from pydantic import BaseModel
+
+from contracts.agencies import Agency
+from contracts.vocabulary import AccessPurpose
+from huhang.access.access_log import AccessEntry, AccessLog
+from huhang.access.case_access import CaseAccess
+from huhang.access.disclosure import AnswerKind, View, packaged_disclosure, redact
+from huhang.access.policy import (
+    DENIED,
+    Decision,
+    RecordFacts,
+    may_act_for,
+    may_create,
+    may_keep_roster,
+    may_oversee,
+    may_read,
+    may_read_agency_queue,
+    may_read_roster,
+    may_run_platform_jobs,
+    may_search_area,
+    may_write,
+)
+from huhang.auth.dependency import authenticate
+from huhang.auth.principal import Principal
+from huhang.problems import DomainError, FieldError, problem_doc
+
+
+class Forbidden(DomainError):
+    status = 403
+    type = "urn:huhang:problem:forbidden"
+
+
+FORBIDDEN_DOC = problem_doc(403, "Not for this caller (need-to-know; see `detail`)")
+
+
+def get_case_access(request: Request) -> CaseAccess:
+    return request.app.state.case_access
+
+
+def get_access_log(request: Request) -> AccessLog:
+    return request.app.state.access_log
+
+
+PrincipalDep = Annotated[Principal, Depends(authenticate)]
+CaseAccessDep = Annotated[CaseAccess, Depends(get_case_access)]
+AccessLogDep = Annotated[AccessLog, Depends(get_access_log)]
+
+
+def purpose_of(
+    x_purpose: Annotated[
+        AccessPurpose | None, Header(alias="X-Purpose", description="Why the record is read (recorded).")
+    ] = None,
+    purpose: Annotated[AccessPurpose | None, Query(description="As `X-Purpose`, for links.")] = None,
+) -> AccessPurpose | None:
+    return x_purpose or purpose
+
+
+PurposeDep = Annotated[AccessPurpose | None, Depends(purpose_of)]
+
+
+@dataclass(frozen=True)
+class Access:
+    """An allowed access: who, on which basis, for what purpose. Routes use it to redact their answer."""
+
+    principal: Principal
+    decision: Decision
+    purpose: AccessPurpose | None
+
+    def view(self, kind: AnswerKind) -> View:
+        return View.for_principal(packaged_disclosure(), kind, self.principal, self.purpose)
+
+    def redact(self, kind: AnswerKind, document: dict[str, Any]) -> dict[str, Any]:
+        return redact(document, self.view(kind))
+
+    def answer(self, kind: AnswerKind, model: BaseModel, status_code: int = 200) -> JSONResponse:
+        """The route's answer as JSON with what this caller may not see left out (listed in ``redacted``)."""
+        return JSONResponse(self.redact(kind, model.model_dump(mode="json")), status_code=status_code)
+
+
+def _route(request: Request) -> str:
+    route = request.scope.get("route")
+    return route.path if isinstance(route, APIRoute) else request.url.path
+
+
+def _decide(
+    request: Request, log: AccessLog, principal: Principal, decision: Decision, action: str,
+    purpose: AccessPurpose | None, *, case_id: UUID | None = None, child_id: UUID | None = None,
+    refusal: str = "",
+) -> Access:
+    log.record(AccessEntry(
+        at=datetime.now(UTC), subject=principal.subject, agency=principal.agency.value, action=action,
+        route=f"{request.method} {_route(request)}", outcome=decision.outcome,
+        case_id=str(case_id) if case_id else None, child_id=str(child_id) if child_id else None,
+        purpose=purpose.value if purpose else None,
+    ))
+    if not decision.allowed:
+        raise Forbidden(refusal or f"{principal.agency.value} may not {action} this record.")
+    return Access(principal, decision, purpose)
+
+
+def _on_record(kind: str, action: str, facts_of: Callable[[CaseAccess, UUID], RecordFacts | None],
+               rule: Callable[[Principal, RecordFacts | None, datetime], Decision]) -> Callable[..., Access]:
+    hint = " A person with an emergency may break the glass: POST /v1/cases/{case_id}/break-glass." if kind == "case" \
+        else ""
+
+    def check(record_id: UUID, request: Request, principal: Principal, access: CaseAccess, log: AccessLog,
+              purpose: AccessPurpose | None) -> Access:
+        decision = rule(principal, facts_of(access, record_id), datetime.now(UTC))
+        ids = {"case_id": record_id} if kind == "case" else {"child_id": record_id}
+        return _decide(
+            request, log, principal, decision, action, purpose, **ids,
+            refusal=f"{principal.agency.value} has no access to this {kind}: no referral on it, not its area, "
+            f"no open break-the-glass grant.{hint}" if action == "read" else
+            f"{principal.agency.value} may not change this {kind}.",
+        )
+
+    return check
+
+
+_read_case = _on_record("case", "read", CaseAccess.facts_for_case, may_read)
+_write_case = _on_record("case", "write", CaseAccess.facts_for_case, may_write)
+_read_child = _on_record("child", "read", CaseAccess.facts_for_child, may_read)
+_write_child = _on_record("child", "write", CaseAccess.facts_for_child, may_write)
+
+
+def _path_value(request: Request, name: str) -> str | None:
+    """A path parameter read here rather than declared again: the route declares and validates it (declaring it
+    twice would report a malformed value twice)."""
+    value = request.path_params.get(name)
+    return None if value is None else str(value)
+
+
+def _path_id(request: Request, name: str) -> UUID | None:
+    """The record id from the path; ``None`` when malformed (the route's own validation answers 422)."""
+    try:
+        return UUID(_path_value(request, name) or "")
+    except ValueError:
+        return None
+
+
+def _guard(check: Callable[..., Access], name: str) -> Callable[..., Access]:
+    def dependency(request: Request, principal: PrincipalDep, access: CaseAccessDep, log: AccessLogDep,
+                   purpose: PurposeDep) -> Access:
+        record_id = _path_id(request, name)
+        if record_id is None:  # refused by the route's own validation before the route runs
+            return Access(principal, DENIED, purpose)
+        return check(record_id, request, principal, access, log, purpose)
+
+    return dependency
+
+
+case_reader = _guard(_read_case, "case_id")
+case_writer = _guard(_write_case, "case_id")
+child_reader = _guard(_read_child, "child_id")
+child_writer = _guard(_write_child, "child_id")
+
+
+def case_access_check(case_id: UUID, request: Request, principal: Principal, access: CaseAccess, log: AccessLog,
+                      purpose: AccessPurpose | None, *, write: bool) -> Access:
+    """For routes that learn the case only after loading something else (a referral by its id)."""
+    return (_write_case if write else _read_case)(case_id, request, principal, access, log, purpose)
+
+
+def child_access_check(child_id: UUID, request: Request, principal: Principal, access: CaseAccess, log: AccessLog,
+                       purpose: AccessPurpose | None, *, write: bool) -> Access:
+    """For routes that touch a second child (the other file of a duplicate pair)."""
+    return (_write_child if write else _read_child)(child_id, request, principal, access, log, purpose)
+
+
+def agency_queue(request: Request, principal: PrincipalDep, log: AccessLogDep, purpose: PurposeDep) -> Access:
+    """An agency's inbox or notification feed (path parameter ``agency``): a search, logged."""
+    try:
+        agency = Agency(_path_value(request, "agency") or "")
+    except ValueError:  # refused by the route's own validation before the route runs
+        return Access(principal, DENIED, purpose)
+    return _decide(request, log, principal, may_read_agency_queue(principal, agency), "search", purpose,
+                   refusal=f"{principal.agency.value} may read only its own inbox and feed.")
+
+
+def creator(principal: PrincipalDep) -> Access:
+    """Filing a report, registering a child, importing a survey, appointing a director: a writing role."""
+    decision = may_create(principal)
+    if not decision.allowed:
+        raise Forbidden(f"{principal.agency.value} ({', '.join(sorted(principal.roles))}) may not record this.")
+    return Access(principal, decision, None)
+
+
+def roster_keeper(principal: PrincipalDep) -> Principal:
+    """Appointing child directors, their departures and training: civil affairs and the townships."""
+    if not may_keep_roster(principal).allowed:
+        raise Forbidden("Only civil affairs and the townships keep the child-director roster.")
+    return principal
+
+
+def roster_reader(principal: PrincipalDep) -> Principal:
+    """Reading the child-director roster: civil affairs, the townships and villages, overseers."""
+    if not may_read_roster(principal).allowed:
+        raise Forbidden("The child-director roster is read by civil affairs, the townships and villages, and auditors.")
+    return principal
+
+
+def platform_job(principal: PrincipalDep) -> Principal:
+    """The router's, the sweeps' and the daily jobs' own routes: the platform's workers only."""
+    if not may_run_platform_jobs(principal):
+        raise Forbidden("Only the platform's own workers (role system) call this.")
+    return principal
+
+
+def overseer(request: Request, principal: PrincipalDep, log: AccessLogDep, purpose: PurposeDep) -> Access:
+    """The access log and the break-glass register: the lead agency, auditors, the platform. Reading is logged."""
+    return _decide(request, log, principal, may_oversee(principal), "search", purpose,
+                   refusal="Only the lead agency and auditors read the access log and the break-glass register.")
+
+
+def area_search(request: Request, principal: Principal, log: AccessLog, purpose: AccessPurpose | None,
+                township: str | None) -> str | None:
+    """A search over children by area (probable duplicates): logged; an area-bound caller gets its own township."""
+    decision, township = may_search_area(principal, township)
+    _decide(request, log, principal, decision, "search", purpose,
+            refusal="Only the lead agency, auditors and the area's own township or village search children here.")
+    return township
+
+
+def acting_for(principal: Principal, agency: Agency, field: str) -> None:
+    """A command names the acting agency in its body: it must be the caller's own."""
+    if not may_act_for(principal, agency):
+        raise Forbidden(
+            f"{principal.agency.value} may not act as {agency.value}.",
+            errors=[FieldError(field=field, reason=f"must be the caller's own agency ({principal.agency.value})")],
+        )
+
+
+CaseReader = Annotated[Access, Depends(case_reader)]
+CaseWriter = Annotated[Access, Depends(case_writer)]
+ChildReader = Annotated[Access, Depends(child_reader)]
+ChildWriter = Annotated[Access, Depends(child_writer)]
+AgencyQueue = Annotated[Access, Depends(agency_queue)]
+Creator = Annotated[Access, Depends(creator)]
+PlatformJob = Annotated[Principal, Depends(platform_job)]
+RosterKeeper = Annotated[Principal, Depends(roster_keeper)]
+RosterReader = Annotated[Principal, Depends(roster_reader)]
+Overseer = Annotated[Access, Depends(overseer)]
