@@ -23,6 +23,7 @@ class Agency(StrEnum):
     dpf = "dpf"
     township = "township"
     village = "village"
+    charity = "charity"  # organisations outside government (charities, social organisations, volunteer teams)
 
 
 AGENCY_NAMES: dict[Agency, tuple[str, str]] = {
@@ -43,7 +44,11 @@ AGENCY_NAMES: dict[Agency, tuple[str, str]] = {
     Agency.dpf: ("残疾人联合会", "Disabled Persons' Federation"),
     Agency.township: ("乡镇人民政府 / 街道办事处", "Township government / sub-district office"),
     Agency.village: ("村(社区)", "Village / community"),
+    Agency.charity: ("社会组织 / 慈善组织", "Charity or social organisation"),
 }
 
 LEAD_AGENCY = Agency.civil_affairs
 SUPERVISING_AGENCIES = frozenset({Agency.civil_affairs, Agency.wcwc})
+# Organisations outside government: never see a case or a child through the case policy; they see what a
+# relief match lets them see (services/referral/needs.py), one organisation at a time.
+OUTSIDE_GOVERNMENT = frozenset({Agency.charity})

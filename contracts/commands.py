@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, StringConstraints
 
 from contracts.agencies import Agency
 from contracts.envelope import Contract
@@ -24,16 +24,16 @@ class OpenReferral(Contract):
     referral_type: str = Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=80)
     priority: Priority
     due_at: datetime
-    plan_tasks: tuple[int, ...]
-    rule_ids: tuple[str, ...]
-    rules_version: str
+    plan_tasks: tuple[int, ...] = Field(max_length=64)
+    rule_ids: tuple[Annotated[str, StringConstraints(max_length=120)], ...] = Field(max_length=64)
+    rules_version: str = Field(max_length=64)
     source_event_id: UUID
     correlation_id: UUID
-    township: str
-    village: str
+    township: str = Field(max_length=100)
+    village: str = Field(max_length=100)
     complete_by: datetime | None = Field(default=None, description="When the work must be completed.")
     fallback_agencies: tuple[Agency, ...] = Field(
-        default=(), description="Who gets the referral, in turn, if this owner rejects it or fails."
+        default=(), max_length=32, description="Who gets the referral, in turn, if this owner rejects it or fails."
     )
 
 

@@ -24,6 +24,7 @@ from contracts.vocabulary import (
     EscalationKind,
     InterventionDocumentKind,
     InterventionKind,
+    NeedCategory,
     Outcome,
     Priority,
     ReferralStatus,
@@ -161,6 +162,79 @@ class JobAssistanceRequested(CloudEvent):
     schema_name = "job-assistance-requested.v1"
     type: Literal["cn.huhang.hrss.job-assistance-requested.v1"] = "cn.huhang.hrss.job-assistance-requested.v1"
     data: JobAssistanceRequestedData
+
+
+class SchoolReturnReportedData(Contract):
+    """A school system reports that a child who had dropped out is back at school (inbound: POST
+    /v1/children/{child_id}/school-returns)."""
+
+    case_id: UUID
+    child_id: UUID
+    school_code: str
+    returned_on: date
+    child_categories: tuple[ChildCategory, ...]
+    township: str
+    village: str
+
+
+class SchoolReturnReported(CloudEvent):
+    event_type = "cn.huhang.education.school-return-reported.v1"
+    schema_name = "school-return-reported.v1"
+    type: Literal["cn.huhang.education.school-return-reported.v1"] = (
+        "cn.huhang.education.school-return-reported.v1"
+    )
+    data: SchoolReturnReportedData
+
+
+JobAssistanceKind = Literal["job_referral", "local_job_placement", "skills_training", "entrepreneurship_support"]
+
+
+class JobAssistanceGivenData(Contract):
+    """HRSS's employment-assistance platform reports help given to a parent of a left-behind child (inbound)."""
+
+    case_id: UUID
+    child_id: UUID
+    parent_relation: Literal["father", "mother"]
+    assistance_kind: JobAssistanceKind
+    given_on: date
+    township: str
+    village: str
+
+
+class JobAssistanceGiven(CloudEvent):
+    event_type = "cn.huhang.hrss.job-assistance-given.v1"
+    schema_name = "job-assistance-given.v1"
+    type: Literal["cn.huhang.hrss.job-assistance-given.v1"] = "cn.huhang.hrss.job-assistance-given.v1"
+    data: JobAssistanceGivenData
+
+
+EmergencyTreatmentCause = Literal[
+    "injury", "burn", "drowning", "poisoning", "illness", "suspected_abuse", "self_harm", "other"
+]
+
+
+class EmergencyTreatmentReportedData(Contract):
+    """A hospital reports that it treated a child in an emergency (inbound). The cause as a code; the diagnosis and
+    the notes stay with the hospital."""
+
+    case_id: UUID
+    child_id: UUID
+    hospital_code: str
+    treated_on: date
+    cause: EmergencyTreatmentCause
+    admitted: bool = Field(description="The child was admitted (住院), not only treated.")
+    child_categories: tuple[ChildCategory, ...]
+    township: str
+    village: str
+
+
+class EmergencyTreatmentReported(CloudEvent):
+    event_type = "cn.huhang.health.emergency-treatment-reported.v1"
+    schema_name = "emergency-treatment-reported.v1"
+    type: Literal["cn.huhang.health.emergency-treatment-reported.v1"] = (
+        "cn.huhang.health.emergency-treatment-reported.v1"
+    )
+    data: EmergencyTreatmentReportedData
 
 
 class ChildFileUpdatedData(Contract):
@@ -457,6 +531,25 @@ class BreakGlassAccessReviewed(CloudEvent):
     data: BreakGlassAccessReviewedData
 
 
+class NeedRecordedData(Contract):
+    """A need found on a case (relief and charity matching, issue 10). The child's age and the delivery details
+    stay sealed in the referral service; the event carries ids, codes and the place only."""
+
+    need_id: UUID
+    case_id: UUID
+    child_id: UUID
+    category: NeedCategory
+    found_by: Agency
+    township: str
+    village: str
+
+
+class NeedRecorded(CloudEvent):
+    event_type = "cn.huhang.relief.need-recorded.v1"
+    schema_name = "need-recorded.v1"
+    type: Literal["cn.huhang.relief.need-recorded.v1"] = "cn.huhang.relief.need-recorded.v1"
+    data: NeedRecordedData
+
 CONTRACT_EVENTS: tuple[type[CloudEvent], ...] = (
     ReportFiled,
     GuardianshipRiskAssessed,
@@ -464,6 +557,9 @@ CONTRACT_EVENTS: tuple[type[CloudEvent], ...] = (
     InterventionRecorded,
     SchoolDropoutReported,
     JobAssistanceRequested,
+    SchoolReturnReported,
+    JobAssistanceGiven,
+    EmergencyTreatmentReported,
     ChildFileUpdated,
     ChildrenMerged,
     ChildDataErased,
@@ -478,6 +574,7 @@ CONTRACT_EVENTS: tuple[type[CloudEvent], ...] = (
     ReferralOwnerChanged,
     BreakGlassAccessOpened,
     BreakGlassAccessReviewed,
+    NeedRecorded,
 )
 
 AnyCaseEvent = Annotated[
@@ -487,6 +584,9 @@ AnyCaseEvent = Annotated[
     | InterventionRecorded
     | SchoolDropoutReported
     | JobAssistanceRequested
+    | SchoolReturnReported
+    | JobAssistanceGiven
+    | EmergencyTreatmentReported
     | ChildFileUpdated
     | ChildrenMerged
     | ChildDataErased
@@ -500,7 +600,8 @@ AnyCaseEvent = Annotated[
     | ReferralEscalated
     | ReferralOwnerChanged
     | BreakGlassAccessOpened
-    | BreakGlassAccessReviewed,
+    | BreakGlassAccessReviewed
+    | NeedRecorded,
     Field(discriminator="type"),
 ]
 

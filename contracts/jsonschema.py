@@ -12,6 +12,7 @@ from typing import Any
 
 from contracts.commands import OpenReferrals
 from contracts.events import CONTRACT_EVENTS
+from contracts.province_sync import province_sync_schema
 from contracts.routing import RoutingRules
 
 SCHEMAS_DIR = Path(__file__).parent / "schemas"
@@ -24,6 +25,7 @@ def contract_schemas() -> dict[str, dict[str, Any]]:
     }
     schemas["open-referrals.v1.json"] = OpenReferrals.model_json_schema()
     schemas["routing-rules.json"] = RoutingRules.model_json_schema()
+    schemas["province-sync-children.v1.json"] = province_sync_schema()
     return schemas
 
 

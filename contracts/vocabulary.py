@@ -243,3 +243,18 @@ class ErasureReason(StrEnum):
     retention_expired = "retention_expired"  # the retention period after the file was closed has passed
     court_order = "court_order"
     registered_in_error = "registered_in_error"  # a file opened for a child who does not exist or is not ours
+
+
+class NeedCategory(StrEnum):
+    """A need found on a case that relief or a charity may meet (plan tasks 9 and 17)."""
+
+    basic_living = "basic_living"  # 基本生活
+    medical = "medical"  # 医疗救治、康复
+    assistive_devices = "assistive_devices"  # 辅助器具
+    tuition_supplies = "tuition_supplies"  # 学费、学习用品
+    tutoring = "tutoring"  # 课业辅导
+    counselling = "counselling"  # 心理疏导
+    legal_aid = "legal_aid"  # 法律援助
+    holiday_activities = "holiday_activities"  # 假期活动
+    family_education = "family_education"  # 家庭教育指导
+    parent_job_help = "parent_job_help"  # 父母就业帮扶

@@ -11,6 +11,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, FastAPI
 
@@ -28,6 +29,7 @@ from workflows.rules_provider import RulesProvider
 from workflows.sweeps import HttpSweepGateway, LocalSweepGateway, SweepGateway, run_sweeper
 
 logger = logging.getLogger(__name__)
+DIGEST_INTERVAL_S = 3600.0  # each agency's digest of yesterday is tried hourly (written once a day)
 
 SERVICE_NAMES = ("intake", "referral", "guardianship", "notifications")
 TOPIC_OF: Mapping[str, str] = {"intake": INTAKE_TOPIC, "referral": REFERRAL_TOPIC, "guardianship": GUARDIANSHIP_TOPIC}
@@ -214,6 +216,37 @@ class Runtime:
 
         for service in services:
             self.start(f"{service.name}.chainer", build_chainer(settings, service).run)
+
+    def start_webhook_deliverer(self, services: Iterable[Service]) -> None:
+        """Notifications' webhook deliverer, where notifications runs (services/notifications/webhooks_deliverer.py)."""
+        for service in services:
+            make = getattr(service, "deliverer", None)
+            if callable(make):
+                self.start(f"{service.name}.webhooks", make().run)
+
+    def start_digester(self, services: Iterable[Service], interval_s: float = DIGEST_INTERVAL_S) -> None:
+        """Each agency's daily digest of yesterday, where notifications runs: tried at start and every interval,
+        written once per agency and day whoever tries (services/notifications/digest.py)."""
+        from services.notifications.digest import write_digests, yesterday
+        from services.notifications.feed import NotificationFeed
+
+        def digester(feed: NotificationFeed) -> Callable[[threading.Event], None]:
+            return lambda stop: run(feed, stop)
+
+        def run(feed: NotificationFeed, stop: threading.Event) -> None:
+            while True:
+                now = datetime.now(UTC)
+                try:
+                    write_digests(feed, yesterday(now), now)
+                except Exception as exc:  # the next interval tries again
+                    logger.warning("daily digests not written: %s", type(exc).__name__)
+                if stop.wait(interval_s):
+                    return
+
+        for service in services:
+            feed = getattr(service, "feed", None)
+            if isinstance(feed, NotificationFeed):
+                self.start(f"{service.name}.digests", digester(feed))
 
     def shutdown(self, timeout_s: float = 10.0) -> None:
         self.stop.set()

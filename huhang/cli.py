@@ -60,6 +60,8 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     runtime.start_sweeper(build_sweep_gateway(settings, services), settings.sweep_interval_s)
     runtime.start_care_checker(build_care_check_gateway(settings, services), settings.care_check_interval_s)
     runtime.start_chainers(settings, services.values())
+    runtime.start_webhook_deliverer(services.values())
+    runtime.start_digester(services.values())
     api = embedded_api(settings, services)
     url = f"http://{args.host}:{args.port}"
     if not args.no_demo:
@@ -116,6 +118,8 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         consumers.append(relay(settings, service))
     runtime.start_consumers(consumers)
     runtime.start_chainers(settings, [service])
+    runtime.start_webhook_deliverer([service])
+    runtime.start_digester([service])
     print(f"worker {service.name}: {', '.join(c.name for c in consumers)}, {service.name}.chainer", flush=True)
     _wait_for_signal(runtime.stop)
     runtime.shutdown()

@@ -1,9 +1,10 @@
 """The Kafka transport: publishing contract events to topics and consuming them in consumer groups.
 
-Messages are structured-mode CloudEvents (the whole envelope is the JSON value, ``content-type:
-application/cloudevents+json``), keyed by ``subject`` (the case id) so all events of one case land on one
-partition and keep their order. Offsets are committed by hand, batch by batch, only after the handler has
-succeeded; a failed batch is redelivered (``KafkaSource.rewind``), and handlers deduplicate on the event id.
+Messages are binary-mode CloudEvents (``contracts.kafka_binding``: the data is the JSON value, the attributes are
+``ce_*`` headers; records in the older structured mode are still read), keyed by ``subject`` (the case id) so all
+events of one case land on one partition and keep their order. Offsets are committed by hand, batch by batch, only
+after the handler has succeeded; a failed batch is redelivered (``KafkaSource.rewind``), and handlers deduplicate on
+the event id.
 
 Nothing here connects at import time or in a constructor: clients are created on first use.
 Log lines carry topics, partitions, offsets and exception types only, never a message value or an exception
@@ -23,13 +24,11 @@ from kafka import errors as kafka_errors
 from kafka.structs import OffsetAndMetadata
 
 from contracts.envelope import CloudEvent
-from contracts.events import parse_event
+from contracts.kafka_binding import from_record, to_binary
 from huhang.streams import Batch
 
 logger = logging.getLogger(__name__)
 
-CLOUDEVENTS_CONTENT_TYPE = b"application/cloudevents+json"
-CONTENT_TYPE_HEADER = "content-type"
 
 
 class PublishError(RuntimeError):
@@ -85,13 +84,8 @@ class KafkaPublisher:
             return
         producer = self._get_producer()
         futures = [
-            producer.send(
-                self.topic,
-                value=event.model_dump_json().encode(),
-                key=event.subject.encode(),
-                headers=[(CONTENT_TYPE_HEADER, CLOUDEVENTS_CONTENT_TYPE)],
-            )
-            for event in events
+            producer.send(self.topic, value=value, key=key, headers=headers)
+            for key, value, headers in map(to_binary, events)
         ]
         # Records fail on their own once the delivery timeout passes, so flush normally returns with every
         # future done; any still pending after the margin count as failed below.
@@ -222,7 +216,7 @@ class KafkaSource:
         try:
             if record.value is None:
                 raise ValueError("empty record value")
-            return parse_event(record.value)
+            return from_record(record.value, record.headers or ())
         except ValueError as exc:  # pydantic's ValidationError and decoding errors are ValueErrors
             # Position only: the value and the error text may quote personal data.
             logger.warning(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
@@ -130,9 +131,12 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # FastAPI's own 400 for a body its parser refused (a number too long to convert, say) names no field
+        unparsable = exc.status_code == 400 and exc.detail == "There was an error parsing the body"
         return problem_response(
             Problem(title=_title(exc.status_code), status=exc.status_code, detail=str(exc.detail),
-                    instance=request.url.path),
+                    instance=request.url.path,
+                    errors=[FieldError(field="body", reason="cannot be parsed")] if unparsable else None),
             headers=dict(exc.headers) if exc.headers else None,
         )
 
@@ -211,5 +215,161 @@ class _BodyTooLarge(Exception):
     pass
 
 
+MAX_JSON_DEPTH = 32  # no request schema nests half as deep; the parsers recurse, and free-form fields would keep it
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKET = re.compile(rb"[\[\]{}]")
+
+
+def json_depth(body: bytes) -> int:
+    """How deep the arrays and objects of a JSON text nest (brackets inside strings do not count). Malformed
+    text is measured as far as it goes: the parser refuses it afterwards."""
+    depth = deepest = 0
+    for bracket in _JSON_BRACKET.findall(_JSON_STRING.sub(b"", body)):
+        if bracket in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")  # \u0000 not itself escaped (\\u0000 is text)
+
+
+class JsonBodyGuard:
+    """Refuses a JSON body that is not UTF-8 (400, RFC 8259 §8.1) or nests deeper than ``max_depth`` (422) with
+    a problem naming the reason, before a parser recurses into it or a free-form field stores it; and the NUL
+    character anywhere in the path, the query or a JSON body (422): PostgreSQL text cannot hold it, so a value
+    with one would fail a read model's write after its event was saved (a 500, and a projection stuck on it).
+
+    Reads the whole body (bounded by :class:`BodySizeLimit`, which must wrap this middleware) and hands it on
+    unchanged. Bodies of another type (forms, file uploads) pass untouched; a body without a content type is
+    checked, since FastAPI parses an untyped body as JSON."""
+
+    def __init__(self, app: ASGIApp, max_depth: int = MAX_JSON_DEPTH) -> None:
+        self.app = app
+        self.max_depth = max_depth
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        where = _nul_in_url(scope)
+        if where is not None:
+            await problem_response(_nul_problem(where, scope.get("path")))(scope, _noop_receive, send)
+            return
+        content_type = dict(scope.get("headers", [])).get(b"content-type", b"").lower()
+        if content_type and b"json" not in content_type:
+            await self.app(scope, receive, send)
+            return
+        chunks = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self.app(scope, _replay([message], receive), send)
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        problem = self._problem(body, scope.get("path"))
+        if problem is not None:
+            await problem_response(problem)(scope, _noop_receive, send)
+            return
+        await self.app(scope, _replay([{"type": "http.request", "body": body, "more_body": False}], receive), send)
+
+    def _problem(self, body: bytes, path: str | None) -> Problem | None:
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return Problem(
+                type="urn:huhang:problem:malformed-json", title=_title(400), status=400, instance=path,
+                detail="The request body is not UTF-8.",
+                errors=[FieldError(field="body", reason=f"not valid UTF-8 at byte {exc.start}")],
+            )
+        opening = body.count(b"[") + body.count(b"{")  # the usual body has too few to nest deep: no scan
+        if opening > self.max_depth and json_depth(body) > self.max_depth:
+            return Problem(
+                type="urn:huhang:problem:json-too-deep", title=_title(422), status=422, instance=path,
+                detail=f"The request body nests deeper than {self.max_depth} levels.",
+                errors=[FieldError(field="body", reason=f"nested deeper than {self.max_depth} levels")],
+            )
+        if b"u0000" in body and _JSON_NUL.search(body):
+            return _nul_problem("body", path)
+        return None
+
+
+def _nul_in_url(scope: Scope) -> str | None:
+    if "\x00" in scope.get("path", ""):
+        return "path"
+    query = scope.get("query_string", b"")
+    if b"\x00" in query or b"%00" in query:
+        return "query"
+    return None
+
+
+def _nul_problem(where: str, path: str | None) -> Problem:
+    return Problem(
+        type="urn:huhang:problem:validation", title=_title(422), status=422, instance=path,
+        detail="The request is not valid.",
+        errors=[FieldError(field=where, reason="contains the NUL character (U+0000), which no field accepts")],
+    )
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    """A ``receive`` that gives ``messages`` first, then whatever the client sends next (a disconnect)."""
+    pending = list(messages)
+
+    async def replayed() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return replayed
+
+
 async def _noop_receive() -> Message:
     return {"type": "http.disconnect"}
+
+
+# The answers any route may give whatever it declares: the shell's own (malformed JSON, body limit, validation,
+# rate limit) and, behind a bearer token, authentication and need-to-know.
+SHELL_PROBLEMS = {400: "Malformed request", 413: "Body too large", 422: "Invalid field(s)",
+                  429: "Too many requests (see Retry-After)"}
+AUTHENTICATED_PROBLEMS = {401: "No valid bearer token", 403: "Not for this caller (need-to-know)"}
+
+
+def document_problems(spec: dict[str, Any]) -> dict[str, Any]:
+    """Makes the OpenAPI document say what the app answers on error: every 4xx is ``application/problem+json``
+    with the :class:`Problem` schema (FastAPI documents its default 422 and ``problem_doc`` entries as
+    ``application/json``), and every operation lists the shell's problems. Schemathesis holds the app to this
+    document (tests/integration/test_schemathesis.py). A 4xx documented with another schema of its own (the
+    token endpoint's RFC 6749 errors) is left as it is."""
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    problem_schema = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(problem_schema.pop("$defs", {}))
+    schemas["Problem"] = problem_schema
+    problem_content = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path, operations in spec.get("paths", {}).items():
+        for operation in operations.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            responses: dict[str, Any] = operation["responses"]
+            for code, response in responses.items():
+                if code.startswith("4") and _is_problem_or_default(response):
+                    response["content"] = dict(problem_content)
+            extra = {**SHELL_PROBLEMS, **(AUTHENTICATED_PROBLEMS if operation.get("security") else {})}
+            if "{" in path:  # a path naming a record answers 404 when there is none
+                extra[404] = "Not found"
+            for status, description in extra.items():
+                responses.setdefault(str(status), {"description": description, "content": dict(problem_content)})
+            if "429" in responses and responses["429"].get("content") == problem_content:
+                responses["429"]["headers"] = {"Retry-After": {
+                    "description": "Seconds to wait before asking again", "schema": {"type": "integer"}}}
+    return spec
+
+
+def _is_problem_or_default(response: dict[str, Any]) -> bool:
+    content = response.get("content") or {}
+    if not content or PROBLEM_JSON in content:
+        return True
+    schema = (content.get("application/json") or {}).get("schema") or {}
+    return schema.get("$ref", "").rsplit("/", 1)[-1] in ("Problem", "HTTPValidationError")

@@ -88,10 +88,47 @@ class Settings(BaseSettings):
     auth_person_token_lifetime_s: int = Field(default=60 * 60, ge=60, le=24 * 3600)
     auth_issuer: str = "huhang"
 
+    # Rate limits (huhang/ratelimit.py), token buckets kept per API process: requests a second and burst per
+    # authenticated client (its token's subject; requests without a valid token: per IP address, at the same rate),
+    # and per IP address for the token endpoint (Argon2id: slow on purpose, and where secrets would be guessed).
+    # Generous defaults: the benchmarks file 50 reports/s and more from one client.
+    rate_limit_enabled: bool = True
+    rate_limit_per_client_per_s: float = Field(default=1000.0, gt=0)
+    rate_limit_per_client_burst: int = Field(default=2000, ge=1)
+    rate_limit_token_endpoint_per_s: float = Field(default=20.0, gt=0)
+    rate_limit_token_endpoint_burst: int = Field(default=200, ge=1)
+
     # Authorization (huhang/access/): how long a break-the-glass grant lasts, and how often the access log's
     # buffered entries are written (an entry queued when the process dies is lost: at most this window).
     break_glass_duration_s: float = Field(default=4 * 3600, gt=0, le=24 * 3600)
     access_log_flush_interval_s: float = Field(default=0.5, gt=0, le=60)
+
+    # Outbound webhooks (services/notifications/webhooks_*.py). Retries: exponential backoff with full jitter, the
+    # delay after the n-th failed attempt uniform in [0, min(cap, base * factor^(n-1))]; the defaults spread 8
+    # attempts over about a day, then the delivery is dead-lettered. Each endpoint has at most `per_endpoint`
+    # requests in flight, from a pool of `senders` threads, so one slow endpoint never holds up the others.
+    webhook_max_attempts: int = Field(default=8, ge=1, le=50)
+    webhook_backoff_base_s: float = Field(default=30.0, gt=0)
+    webhook_backoff_factor: float = Field(default=4.0, ge=1)
+    webhook_backoff_cap_s: float = Field(default=12 * 3600.0, gt=0)
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=60)
+    webhook_per_endpoint: int = Field(default=4, ge=1, le=32)  # a failing endpoint: one at a time
+    webhook_senders: int = Field(default=16, ge=1, le=256)
+    # A delivery claimed by a process that died is claimed again after this lease (longer than any request).
+    webhook_lease_s: float = Field(default=60.0, gt=0)
+    webhook_poll_interval_s: float = Field(default=0.2, gt=0)
+    # After a secret rotation the previous secret stays valid (and signs too) this long.
+    webhook_secret_overlap_s: float = Field(default=24 * 3600.0, ge=0)
+
+    # Inbound facts (huhang/idempotency.py): how long a request holds its Idempotency-Key while in flight (a crashed
+    # request frees it after this), and how long a stored answer is replayed for the same key.
+    idempotency_lease_s: float = Field(default=30.0, gt=0, le=3600)
+    idempotency_retention_s: float = Field(default=24 * 3600, gt=0)
+    # The notifications stream (Server-Sent Events): a heartbeat comment this often, and the stream ends after
+    # max_s (the client reconnects with Last-Event-ID; proxies never hold a stream forever).
+    notifications_stream_heartbeat_s: float = Field(default=15.0, gt=0)
+    notifications_stream_poll_s: float = Field(default=0.5, gt=0)
+    notifications_stream_max_s: float = Field(default=300.0, gt=0)
 
     # Personal data at rest (huhang/personal.py): each child's events are sealed with a key of the child's own, kept
     # wrapped with this data key (base64 of 32 bytes). Unset in development: generated into data_dir/personal-data.key;

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.routing import APIRoute
@@ -10,7 +11,8 @@ from fastapi.routing import APIRoute
 from huhang.auth.dependency import authenticate, install_auth_handlers
 from huhang.auth.endpoint import jwks_router
 from huhang.auth.tokens import TokenService
-from huhang.problems import BodySizeLimit, install_problem_handlers
+from huhang.problems import BodySizeLimit, JsonBodyGuard, document_problems, install_problem_handlers
+from huhang.ratelimit import install_rate_limit
 from huhang.settings import Settings
 
 DESCRIPTION = """
@@ -45,10 +47,13 @@ def create_api(
     app.state.auth_tokens = TokenService.from_settings(settings)
     install_problem_handlers(app)
     install_auth_handlers(app)
+    app.add_middleware(JsonBodyGuard)  # inside the body limit: it reads bodies already bounded
     app.add_middleware(
         BodySizeLimit, max_bytes=settings.max_body_bytes,
         larger={path: settings.max_upload_bytes for path in upload_paths(routers)},
     )
+    install_rate_limit(app, settings)  # added last: the outermost, so a refused request costs the least
+    _document_problems(app)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness")
     def healthz() -> dict[str, str]:
@@ -60,3 +65,15 @@ def create_api(
     for router in routers:
         app.include_router(router, dependencies=[Depends(authenticate)])
     return app
+
+
+def _document_problems(app: FastAPI) -> None:
+    """The OpenAPI document names the problem+json answers every route can give (huhang/problems.py)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_problems(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -188,7 +188,7 @@ def read_access_log(
     child_id: UUID | None = None,
     subject: Annotated[str | None, Query(max_length=200, description="A principal's subject.")] = None,
     since: datetime | None = None,
-    after: Annotated[int, Query(ge=0, description="The `next_cursor` of the previous page.")] = 0,
+    after: Annotated[int, Query(ge=0, le=2**63 - 1, description="The `next_cursor` of the previous page.")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AccessLogPublic:
     """Oldest first. This service's own log: in the distributed form each service serves the reads of its own

@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
-from contracts.agencies import Agency
+from contracts.agencies import LEAD_AGENCY, OUTSIDE_GOVERNMENT, Agency
 from contracts.vocabulary import AccessPurpose
 from huhang.access.access_log import AccessEntry, AccessLog
 from huhang.access.case_access import CaseAccess
@@ -36,6 +36,7 @@ from huhang.access.policy import (
     may_act_for,
     may_create,
     may_keep_roster,
+    may_match_relief,
     may_oversee,
     may_read,
     may_read_agency_queue,
@@ -45,7 +46,7 @@ from huhang.access.policy import (
     may_write,
 )
 from huhang.auth.dependency import authenticate
-from huhang.auth.principal import Principal
+from huhang.auth.principal import Principal, Role
 from huhang.problems import DomainError, FieldError, problem_doc
 
 
@@ -201,12 +202,48 @@ def agency_queue(request: Request, principal: PrincipalDep, log: AccessLogDep, p
                    refusal=f"{principal.agency.value} may read only its own inbox and feed.")
 
 
+def agency_integration(request: Request, principal: PrincipalDep) -> Principal:
+    """An agency's own integration settings (webhook subscriptions, path parameter ``agency``): the agency's own
+    writing roles and the platform only; not even those who see everything (the endpoints and secrets are the
+    agency's)."""
+    try:
+        agency = Agency(_path_value(request, "agency") or "")
+    except ValueError:  # refused by the route's own validation before the route runs
+        return principal
+    if principal.agency in OUTSIDE_GOVERNMENT and not principal.has(Role.system):
+        # an organisation outside government would hear every organisation's referrals under one agency code
+        raise Forbidden("Organisations outside government receive their referrals through the relief API.")
+    if not (may_act_for(principal, agency) and may_create(principal).allowed):
+        raise Forbidden(f"{principal.agency.value} may manage only its own agency's integrations.")
+    return principal
+
+
 def creator(principal: PrincipalDep) -> Access:
     """Filing a report, registering a child, importing a survey, appointing a director: a writing role."""
     decision = may_create(principal)
     if not decision.allowed:
         raise Forbidden(f"{principal.agency.value} ({', '.join(sorted(principal.roles))}) may not record this.")
     return Access(principal, decision, None)
+
+
+def fact_reporter(agency: Agency) -> Callable[[Principal], Access]:
+    """Facts an agency's own system reports (a school's dropout, a hospital's emergency treatment): a writing role
+    of that agency (the platform's workers for any). Other agencies report what they saw as a report."""
+
+    def dependency(principal: PrincipalDep) -> Access:
+        decision = may_create(principal)
+        if not decision.allowed or not may_act_for(principal, agency):
+            raise Forbidden(f"Only {agency.value} reports this fact; others file a report (POST /v1/reports).")
+        return Access(principal, decision, None)
+
+    return dependency
+
+
+def province_sync(principal: PrincipalDep) -> Principal:
+    """The province's export: the lead agency's system (a client, not a person) and the platform only."""
+    if not (principal.has(Role.system) or (principal.agency is LEAD_AGENCY and principal.kind == "client")):
+        raise Forbidden("Only the lead agency's system (a client of civil_affairs) reads the province sync.")
+    return principal
 
 
 def roster_keeper(principal: PrincipalDep) -> Principal:
@@ -234,6 +271,13 @@ def overseer(request: Request, principal: PrincipalDep, log: AccessLogDep, purpo
     """The access log and the break-glass register: the lead agency, auditors, the platform. Reading is logged."""
     return _decide(request, log, principal, may_oversee(principal), "search", purpose,
                    refusal="Only the lead agency and auditors read the access log and the break-glass register.")
+
+
+def relief_lead(principal: PrincipalDep) -> Principal:
+    """Matching needs to the resource directory and approving matches: the lead agency (issue 10)."""
+    if not may_match_relief(principal).allowed:
+        raise Forbidden("Only the lead agency (civil affairs) matches needs to relief and charity services.")
+    return principal
 
 
 def area_search(request: Request, principal: Principal, log: AccessLog, purpose: AccessPurpose | None,
@@ -264,3 +308,6 @@ PlatformJob = Annotated[Principal, Depends(platform_job)]
 RosterKeeper = Annotated[Principal, Depends(roster_keeper)]
 RosterReader = Annotated[Principal, Depends(roster_reader)]
 Overseer = Annotated[Access, Depends(overseer)]
+ReliefLead = Annotated[Principal, Depends(relief_lead)]
+ProvinceSync = Annotated[Principal, Depends(province_sync)]
+AgencyIntegration = Annotated[Principal, Depends(agency_integration)]

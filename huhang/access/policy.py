@@ -23,7 +23,7 @@ from datetime import datetime
 from enum import StrEnum
 from uuid import UUID
 
-from contracts.agencies import LEAD_AGENCY, SUPERVISING_AGENCIES, Agency
+from contracts.agencies import LEAD_AGENCY, OUTSIDE_GOVERNMENT, SUPERVISING_AGENCIES, Agency
 from contracts.vocabulary import ReferralStatus
 from huhang.auth.principal import Principal, Role
 
@@ -103,7 +103,10 @@ class RecordFacts:
 
 def sees_everything(principal: Principal) -> Decision | None:
     """The unconditional part of the policy: roles and agencies that see every record; ``DENIED`` for a principal
-    with no role that works cases; ``None`` when it depends on the record."""
+    with no role that works cases; ``None`` when it depends on the record. Organisations outside government
+    (charities) see no case, child or agency queue here: only what a relief match shows them (issue 10)."""
+    if principal.agency in OUTSIDE_GOVERNMENT:
+        return DENIED
     if principal.has(*SEE_ALL_ROLES):
         return Decision(Basis.role)
     if not principal.has(*CASE_ROLES):
@@ -198,7 +201,8 @@ def may_review_break_glass(principal: Principal) -> bool:
 
 def may_break_glass(principal: Principal) -> bool:
     """Break-the-glass is for people who work cases; not for auditors, administrators or machine clients."""
-    return principal.kind == "person" and principal.has(Role.agency_officer, Role.supervisor, Role.child_director)
+    return (principal.kind == "person" and principal.agency not in OUTSIDE_GOVERNMENT
+            and principal.has(Role.agency_officer, Role.supervisor, Role.child_director))
 
 
 def may_run_platform_jobs(principal: Principal) -> bool:
@@ -228,3 +232,13 @@ def may_read_roster(principal: Principal) -> Decision:
 def holding_agencies(referrals: Iterable[tuple[str, str]]) -> frozenset[str]:
     """The agencies that hold or held a granting referral, from (agency, status) pairs."""
     return frozenset(agency for agency, status in referrals if status not in NO_ACCESS_STATUSES)
+
+
+def may_match_relief(principal: Principal) -> Decision:
+    """Matching needs to relief and charity services, approving matches (issue 10): the lead agency's officers
+    and supervisors, and the platform's workers."""
+    if principal.has(Role.system):
+        return Decision(Basis.role)
+    if principal.agency is LEAD_AGENCY and principal.has(Role.agency_officer, Role.supervisor):
+        return Decision(Basis.agency)
+    return DENIED

@@ -8,6 +8,7 @@ which mint their system tokens locally) need the private key.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from huhang.settings import Settings
 AUDIENCE = "huhang"
 ALGORITHM = "EdDSA"
 LEEWAY_S = 30  # clock skew tolerated between the services' hosts
+VERIFIED_CACHE_SIZE = 10_000
 REQUIRED_CLAIMS = ["iss", "sub", "aud", "exp", "iat", "jti", "kind", "agency", "roles"]
 
 
@@ -49,6 +51,10 @@ class TokenService:
         self.keys = keys
         self.issuer = issuer
         self.lifetime_s = {"client": client_lifetime_s, "person": person_lifetime_s}
+        # Tokens verified already (an agency system sends the same token with every request for its lifetime):
+        # token -> (principal, expiry, key id). A hit still checks the expiry and that the key is still trusted.
+        self._verified: dict[str, tuple[Principal, float, str]] = {}
+        self._lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TokenService:
@@ -72,6 +78,21 @@ class TokenService:
         return IssuedToken(token, lifetime_s)
 
     def verify(self, token: str) -> Principal:
+        known = self._verified.get(token)
+        if known is not None:
+            principal, expires_at, kid = known
+            if time.time() < expires_at + LEEWAY_S and kid in self.keys.verifying:
+                return principal
+            with self._lock:
+                self._verified.pop(token, None)
+        principal, expires_at, kid = self._verify(token)
+        with self._lock:
+            if len(self._verified) >= VERIFIED_CACHE_SIZE:
+                self._verified.clear()  # rare (this many live tokens): start again rather than track age
+            self._verified[token] = (principal, expires_at, kid)
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, float, str]:
         try:
             kid = jwt.get_unverified_header(token).get("kid")
         except jwt.PyJWTError:
@@ -94,7 +115,7 @@ class TokenService:
             raise InvalidToken("the token's signature does not verify") from None
         except jwt.PyJWTError:
             raise InvalidToken("the token is malformed") from None
-        return _principal(claims)
+        return _principal(claims), float(claims["exp"]), str(kid)
 
 
 def _principal(claims: dict[str, Any]) -> Principal:

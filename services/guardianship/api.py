@@ -8,6 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Request, Response, status
 
 from huhang.access.guards import FORBIDDEN_DOC, CaseWriter, ChildReader, acting_for
+from huhang.idempotency import IdempotencyKeyOptional, IdempotentRoute
 from huhang.problems import PROBLEM_RESPONSES, problem_doc
 from services.guardianship.application import GuardianshipApplication
 from services.guardianship.schemas import (
@@ -29,7 +30,7 @@ GuardianshipDep = Annotated[GuardianshipApplication, Depends(get_guardianship)]
 
 
 
-router = APIRouter(prefix="/v1", tags=["guardianship"])
+router = APIRouter(prefix="/v1", tags=["guardianship"], route_class=IdempotentRoute)  # court orders take a key
 
 
 @router.post(
@@ -63,9 +64,11 @@ def assess_guardianship(
     summary="Record a court order (保护令, 撤销监护人资格, 家庭教育指导令)",
 )
 def record_court_order(
-    case_id: UUID, body: CourtOrderCreate, app: GuardianshipDep, response: Response, access: CaseWriter
+    case_id: UUID, body: CourtOrderCreate, app: GuardianshipDep, response: Response, access: CaseWriter,
+    _: IdempotencyKeyOptional,
 ) -> CourtOrderPublic:
-    """Only the court records its orders; publishes `CourtProtectionOrderIssued`."""
+    """Only the court records its orders; publishes `CourtProtectionOrderIssued`. The court's docket system sends
+    an `Idempotency-Key` to retry safely (the same answer again; see the inbound facts)."""
     acting_for(access.principal, body.agency, "agency")
     order_id = app.record_court_order(
         body.child_id, case_id, body.order_kind, body.court_case_number, body.issued_on, body.expires_on,

@@ -12,6 +12,7 @@ from huhang.access.access_log import AccessLog
 from huhang.access.api import install_access
 from huhang.access.case_access import CaseAccess
 from huhang.auth.client import system_auth
+from huhang.idempotency import IdempotencyStore
 from huhang.personal import ErasureFollower, child_keys, keys_of
 from huhang.service import Subscription
 from huhang.settings import Settings
@@ -45,6 +46,7 @@ class GuardianshipService:
     care: CareApplication
     case_access: CaseAccess
     access_log: AccessLog
+    idempotency: IdempotencyStore
     name: str = "guardianship"
     title: str = "Huhang guardianship"
     access_shared: bool = False
@@ -62,6 +64,8 @@ class GuardianshipService:
         api.state.interventions = self.interventions
         api.state.child_directors = self.child_directors
         api.state.care = self.care
+        if getattr(api.state, "idempotency", None) is None:  # one key store per process (intake's, embedded)
+            api.state.idempotency = self.idempotency
         install_access(api, self.case_access, self.access_log)
 
     def connect(self, peers: Mapping[str, Any]) -> None:
@@ -111,4 +115,5 @@ def build(settings: Settings) -> GuardianshipService:
         ),
         case_access=CaseAccess(engine),
         access_log=AccessLog(engine, settings.access_log_flush_interval_s),
+        idempotency=IdempotencyStore(engine, settings.idempotency_lease_s, settings.idempotency_retention_s),
     )

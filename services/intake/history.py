@@ -21,9 +21,11 @@ from contracts.events import (
     ChildFileUpdated,
     ChildrenMerged,
     CourtProtectionOrderIssued,
+    EmergencyTreatmentReported,
     EntrustedCareFlagged,
     GuardianshipRiskAssessed,
     InterventionRecorded,
+    JobAssistanceGiven,
     JobAssistanceRequested,
     ParentContactMissed,
     ReferralEscalated,
@@ -33,6 +35,7 @@ from contracts.events import (
     ReferralStatusChanged,
     ReportFiled,
     SchoolDropoutReported,
+    SchoolReturnReported,
     VisitOverdue,
     VisitRecorded,
 )
@@ -289,6 +292,9 @@ REDUCERS: dict[str, Reducer] = {
     EntrustedCareFlagged.event_type: _care_alert,
     SchoolDropoutReported.event_type: _request,
     JobAssistanceRequested.event_type: _request,
+    SchoolReturnReported.event_type: _request,  # inbound facts (services/intake/inbound.py)
+    JobAssistanceGiven.event_type: _request,
+    EmergencyTreatmentReported.event_type: _request,
 }
 
 

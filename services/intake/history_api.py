@@ -136,7 +136,7 @@ def get_case_history(
     as_of: Annotated[
         str | None,
         Query(description="RFC 3339 time, e.g. 2026-11-29T08:30:00+08:00 (send '+' as %2B); default: now.",
-              examples=["2026-11-29T08:30:00Z"]),
+              max_length=64, examples=["2026-11-29T08:30:00Z"]),
     ] = None,
 ) -> JSONResponse:
     """The case across services (reports, the child's file, referrals per agency and their status, risk colour,

@@ -15,6 +15,7 @@ from huhang.access.access_log import AccessLog
 from huhang.access.api import break_glass_router, install_access
 from huhang.access.break_glass import BreakGlass
 from huhang.access.case_access import CaseAccess
+from huhang.idempotency import IdempotencyStore
 from huhang.personal import child_keys
 from huhang.service import Subscription
 from huhang.settings import Settings
@@ -24,7 +25,10 @@ from services.intake.api import children, router
 from services.intake.application import IntakeApplication
 from services.intake.erasure_api import router as erasure_router
 from services.intake.history_api import router as history_router
+from services.intake.inbound import to_integration_events as inbound_integration_events
+from services.intake.inbound_api import router as inbound_router
 from services.intake.integration import to_integration_events
+from services.intake.province_sync import router as province_sync_router
 from services.intake.survey_api import router as survey_router
 from services.intake.timeline import CaseTimeline
 
@@ -32,8 +36,11 @@ ALL_CASE_EVENT_SOURCES = ("intake", "referral", "guardianship")
 
 
 def intake_integration_events(domain_event: Any) -> Sequence[CloudEvent]:
-    """Intake's one mapping: its own aggregates' events and the break-the-glass grants it keeps."""
-    return to_integration_events(domain_event) or break_glass.to_integration_events(domain_event)
+    """Intake's one mapping: its own aggregates' events, the break-the-glass grants and the inbound facts it keeps."""
+    return (
+        to_integration_events(domain_event) or break_glass.to_integration_events(domain_event)
+        or inbound_integration_events(domain_event)
+    )
 
 
 @dataclass
@@ -45,6 +52,7 @@ class IntakeService:
     case_access: CaseAccess
     access_log: AccessLog
     break_glass: BreakGlass
+    idempotency: IdempotencyStore
     name: str = "intake"
     title: str = "Huhang intake"
 
@@ -52,12 +60,14 @@ class IntakeService:
         return intake_integration_events
 
     def routers(self) -> list[APIRouter]:
-        return [router, children, survey_router, history_router, break_glass_router, erasure_router]
+        return [router, children, survey_router, history_router, break_glass_router, erasure_router, inbound_router,
+                province_sync_router]
 
     def bind(self, api: FastAPI) -> None:
         api.state.intake = self.application
         api.state.timeline = self.timeline
         api.state.break_glass = self.break_glass
+        api.state.idempotency = self.idempotency
         install_access(api, self.case_access, self.access_log)
 
     def subscriptions(self) -> list[Subscription]:
@@ -83,4 +93,5 @@ def build(settings: Settings) -> IntakeService:
         case_access=CaseAccess(engine),
         access_log=AccessLog(engine, settings.access_log_flush_interval_s),
         break_glass=BreakGlass(application, timedelta(seconds=settings.break_glass_duration_s)),
+        idempotency=IdempotencyStore(engine, settings.idempotency_lease_s, settings.idempotency_retention_s),
     )

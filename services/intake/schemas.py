@@ -342,6 +342,13 @@ class DuplicatePairPublic(BaseModel):
     resolved_by: Agency | None
     links: dict[str, str]
 
+    @field_validator("flagged_at", "resolved_at")
+    @classmethod
+    def _in_utc(cls, value: datetime | None) -> datetime | None:
+        """The registry's times are UTC; SQLite gives them back without their offset, which is no RFC 3339
+        date-time (the documented format)."""
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
 
 class DuplicateListPublic(BaseModel):
     items: list[DuplicatePairPublic]

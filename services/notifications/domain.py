@@ -34,6 +34,9 @@ class NotificationKind(StrEnum):
     overdue_supervision = "overdue_supervision"  # to the supervising agency: escalation level 2 and above
     referral_closed = "referral_closed"  # to the requester and the lead agency: completed, rejected or failed
     referral_transferred = "referral_transferred"  # to the new owner
+    visit_overdue = "visit_overdue"  # to the village: a contact or home visit is overdue (services/.../reminders.py)
+    parent_contact_missed = "parent_contact_missed"  # to the village (and the township when repeated)
+    daily_digest = "daily_digest"  # to each agency: yesterday's notices by kind (services/notifications/digest.py)
 
 
 # The status changes a reporter hears of: (kind, priority, Chinese text, English text) by status.

@@ -62,7 +62,9 @@ def get_inbox(request: Request) -> Inbox:
 
 ReferralsDep = Annotated[ReferralApplication, Depends(get_referrals)]
 InboxDep = Annotated[Inbox, Depends(get_inbox)]
-IfMatch = Annotated[str | None, Header(alias="If-Match", description="The ETag last read; a stale one answers 412.")]
+IfMatch = Annotated[
+    str | None, Header(alias="If-Match", max_length=100, description="The ETag last read; a stale one answers 412.")
+]
 
 
 def referral_reader(
@@ -112,14 +114,14 @@ def agency_inbox(
     agency: Agency,
     inbox: InboxDep,
     _: AgencyQueue,
-    status: Annotated[list[ReferralStatus] | None, Query(description="One or more statuses.")] = None,
-    priority: Annotated[list[Priority] | None, Query()] = None,
+    status: Annotated[list[ReferralStatus] | None, Query(max_length=20, description="One or more statuses.")] = None,
+    priority: Annotated[list[Priority] | None, Query(max_length=10)] = None,
     overdue: Annotated[bool, Query(description="Only referrals past their acceptance or completion due time.")] = False,
     township: Annotated[str | None, Query(max_length=50)] = None,
     requested_from: datetime | None = None,
     requested_to: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: str | None = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> ReferralsPublic:
     """Newest first, with counts by status. Pass `next_cursor` back as `cursor` for the next page."""
     try:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
+from contracts.envelope import CloudEvent
 from huhang.access.access_log import AccessLog
 from huhang.access.api import install_access
 from huhang.access.case_access import CaseAccess
@@ -20,6 +21,10 @@ from services.referral.api import router
 from services.referral.application import ReferralApplication
 from services.referral.inbox import Inbox
 from services.referral.integration import to_integration_events
+from services.referral.needs_api import router as needs_router
+from services.referral.needs_application import ReliefDesk
+from services.referral.needs_integration import to_need_events
+from services.referral.resources_api import router as directory_router
 
 # Every service's events say something about who may see a case (its area, referrals, break-the-glass grants).
 CASE_ACCESS_SOURCES = ("intake", "referral", "guardianship")
@@ -39,14 +44,15 @@ class ReferralService:
     intake_here: bool = False
 
     def to_integration_events(self) -> DomainToContract:
-        return to_integration_events
+        return _referral_and_need_events
 
     def routers(self) -> list[APIRouter]:
-        return [router]
+        return [router, directory_router, needs_router]
 
     def bind(self, api: FastAPI) -> None:
         api.state.referral = self.application
         api.state.inbox = self.inbox
+        api.state.relief = ReliefDesk(self.application)  # relief and charity matching (issue 10)
         install_access(api, self.case_access, self.access_log)
 
     def subscriptions(self) -> list[Subscription]:
@@ -78,6 +84,11 @@ class ReferralService:
         if self.settings.transport != "kafka" and not self.intake_here:
             return []
         return [Subscription("referral.erasure", ErasureFollower(keys_of(self.application)), ("intake",))]
+
+
+def _referral_and_need_events(e: Any) -> Sequence[CloudEvent]:
+    """Referral's one mapping: its referrals' events, and the relief context's recorded needs."""
+    return to_integration_events(e) or to_need_events(e)
 
 
 def build(settings: Settings) -> ReferralService:

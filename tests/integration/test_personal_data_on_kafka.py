@@ -45,7 +45,11 @@ def published(bootstrap: str, topic: str, at_least: int) -> list[bytes]:
     consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
                              enable_auto_commit=False, consumer_timeout_ms=5000, group_id=None)
     try:
-        records = [(r.key or b"") + b"\x00" + (r.value or b"") for r in consumer]
+        # Key, value and headers (binary-mode CloudEvents carry their attributes as ce_ headers).
+        records = [
+            b"\x00".join([r.key or b"", r.value or b"", *(value or b"" for _, value in r.headers or ())])
+            for r in consumer
+        ]
     finally:
         consumer.close()
     assert len(records) >= at_least

@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer
 
-from contracts.events import ReportFiled, parse_event
+from contracts.envelope import CloudEvent
+from contracts.events import ReportFiled
+from contracts.kafka_binding import from_record
 from contracts.routing import load_rules
 from huhang.bootstrap import subscription_consumers, topic_of
 from huhang.kafka import KafkaSource
@@ -56,7 +58,8 @@ def _file_reports(settings: Settings) -> None:
         )
 
 
-def _records(bootstrap: str, topic: str) -> list[bytes]:
+def _records(bootstrap: str, topic: str) -> list[CloudEvent]:
+    """The topic's events, read as any consumer reads them (the CloudEvents Kafka binding, binary mode)."""
     consumer = KafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -65,7 +68,7 @@ def _records(bootstrap: str, topic: str) -> list[bytes]:
         consumer_timeout_ms=3000,
     )
     try:
-        return [record.value for record in consumer]
+        return [from_record(record.value, record.headers) for record in consumer]
     finally:
         consumer.close()
 
@@ -105,7 +108,7 @@ def test_relay_killed_before_commit_repeats_events_but_each_referral_exists_once
     with huhang_process(["worker", "intake"], env, tmp_path / "restarted.log"):
         eventually(lambda: len(_records(kafka_bootstrap, topic)) >= published_once + REPORTS, timeout_s=60)
 
-    records = [parse_event(v) for v in _records(kafka_bootstrap, topic)]
+    records = _records(kafka_bootstrap, topic)
     ids = Counter(str(e.id) for e in records)
     distinct = {e.id: e for e in records}.values()
     assert sum(isinstance(e, ReportFiled) for e in distinct) == REPORTS  # nothing lost

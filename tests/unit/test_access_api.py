@@ -86,7 +86,7 @@ def open_referral(platform: Platform, agency: Agency) -> uuid.UUID:
 
 
 def build_platform() -> Platform:
-    settings = Settings(storage="memory", access_log_flush_interval_s=0.05)
+    settings = Settings(storage="memory", access_log_flush_interval_s=0.05, notifications_stream_max_s=0.2)
     services = build_services(settings)
     app = embedded_api(settings, services)
     client = TestClient(app)
@@ -140,6 +140,8 @@ ROSTER_READERS = {"system", "auditor", "lead_officer", "lead_supervisor", "wcwc_
                   "child_director", "other_child_director"}
 EVERYBODY = set(EVERYONE)
 PLATFORM = {"system"}
+POLICE_INTEGRATION = {"system", "police_officer", "police_system"}  # the agency's own webhooks: itself only
+RELIEF_LEADS = {"system", "lead_officer", "lead_supervisor"}
 
 # Who is let through, route by route. A route missing here fails the walk: a new route must be classified.
 # "Body first": the route validates its body before its own checks; an empty body answers 422 to everyone (those
@@ -170,6 +172,22 @@ ALLOWED: dict[str, set[str]] = {
     "GET /v1/access-log": OVERSEERS,
     "GET /v1/agencies/{agency}/referrals": POLICE_QUEUE,
     "GET /v1/agencies/{agency}/notifications": POLICE_QUEUE,
+    "POST /v1/agencies/{agency}/webhooks": POLICE_INTEGRATION,
+    "GET /v1/agencies/{agency}/webhooks": POLICE_INTEGRATION,
+    "GET /v1/agencies/{agency}/webhooks/{webhook_id}": POLICE_INTEGRATION,
+    "PATCH /v1/agencies/{agency}/webhooks/{webhook_id}": POLICE_INTEGRATION,
+    "DELETE /v1/agencies/{agency}/webhooks/{webhook_id}": POLICE_INTEGRATION,
+    "POST /v1/agencies/{agency}/webhooks/{webhook_id}/secret/rotate": POLICE_INTEGRATION,
+    "GET /v1/agencies/{agency}/webhooks/{webhook_id}/dead-letters": POLICE_INTEGRATION,
+    "POST /v1/agencies/{agency}/webhooks/{webhook_id}/dead-letters/{delivery_id}/replay": POLICE_INTEGRATION,
+    "POST /v1/agencies/{agency}/webhooks/{webhook_id}/replay": POLICE_INTEGRATION,
+    "GET /v1/agencies/{agency}/notifications/stream": POLICE_QUEUE,
+    "POST /v1/notification-digests": PLATFORM,
+    "POST /v1/children/{child_id}/school-dropouts": {"system", "education_officer"},
+    "POST /v1/children/{child_id}/school-returns": {"system", "education_officer"},
+    "POST /v1/children/{child_id}/job-assistance": {"system", "hrss_officer"},
+    "POST /v1/children/{child_id}/emergency-treatments": PLATFORM,  # and the health agency's own system
+    "GET /v1/province-sync/children": PLATFORM,  # and the lead agency's own system (a client)
     "GET /v1/referrals/{referral_id}": READERS,
     "POST /v1/referrals/{referral_id}/status": WRITERS,
     "POST /v1/referrals/{referral_id}/transfer": WRITERS,
@@ -197,6 +215,22 @@ ALLOWED: dict[str, set[str]] = {
     "POST /v1/children/{child_id}/visits": WRITERS,
     "GET /v1/children/{child_id}/care": READERS,
     "POST /v1/care-checks": PLATFORM,
+    "GET /v1/organisations": EVERYBODY,
+    "GET /v1/organisations/{organisation_id}": EVERYBODY,
+    "PUT /v1/organisations/{organisation_id}": RELIEF_LEADS,
+    "POST /v1/organisation-imports": RELIEF_LEADS,
+    "POST /v1/cases/{case_id}/needs": WRITERS,
+    "GET /v1/cases/{case_id}/needs": READERS,
+    "GET /v1/cases/{case_id}/needs/{need_id}/matches": READERS,
+    "POST /v1/cases/{case_id}/needs/{need_id}/matches": RELIEF_LEADS,
+    "POST /v1/cases/{case_id}/needs/{need_id}/matches/{match_id}/approval": RELIEF_LEADS,
+    "POST /v1/cases/{case_id}/needs/{need_id}/matches/{match_id}/consent": WRITERS,
+    "GET /v1/organisations/{organisation_id}/offers": RELIEF_LEADS,
+    "POST /v1/organisations/{organisation_id}/offers/{match_id}/acceptance": PLATFORM,
+    "POST /v1/organisations/{organisation_id}/offers/{match_id}/outcome": PLATFORM,
+    "POST /v1/cases/{case_id}/needs/{need_id}/matches/{match_id}/withdrawal": RELIEF_LEADS,
+    "POST /v1/organisations/{organisation_id}/offers/{match_id}/decline": PLATFORM,
+    "GET /v1/relief/figures": OVERSEERS,
 }
 UNAUTHENTICATED_ROUTES = {"GET /healthz", "GET /.well-known/jwks.json", "POST /v1/oauth/token"}
 
@@ -220,7 +254,8 @@ def concrete(path: str, platform: Platform) -> str:
         "case_id": platform.case_id, "child_id": platform.child_id, "other_id": platform.child_id,
         "referral_id": platform.referrals["police"], "agency": "police",
     }
-    for name in ("grant_id", "director_id", "agreement_id"):
+    for name in ("grant_id", "director_id", "agreement_id", "organisation_id", "need_id", "match_id", "webhook_id",
+                 "delivery_id"):
         values[name] = uuid.uuid4()
     return path.format(**{k: str(v) for k, v in values.items()})
 

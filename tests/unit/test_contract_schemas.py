@@ -20,10 +20,13 @@ from contracts.events import (
     ChildFileUpdated,
     ChildrenMerged,
     CourtProtectionOrderIssued,
+    EmergencyTreatmentReported,
     EntrustedCareFlagged,
     GuardianshipRiskAssessed,
     InterventionRecorded,
+    JobAssistanceGiven,
     JobAssistanceRequested,
+    NeedRecorded,
     ParentContactMissed,
     ReferralEscalated,
     ReferralOwnerChanged,
@@ -32,6 +35,7 @@ from contracts.events import (
     ReferralStatusChanged,
     ReportFiled,
     SchoolDropoutReported,
+    SchoolReturnReported,
     VisitOverdue,
     VisitRecorded,
     parse_event,
@@ -64,6 +68,18 @@ SAMPLE_DATA: dict[type[CloudEvent], dict[str, Any]] = {
     JobAssistanceRequested: {
         "case_id": CASE_ID, "child_id": CHILD_ID, "parent_relation": "father", "wants_local_work": True,
         "wants_training": True, **PLACE,
+    },
+    SchoolReturnReported: {
+        "case_id": CASE_ID, "child_id": CHILD_ID, "school_code": "3303820001", "returned_on": date(2026, 11, 27),
+        "child_categories": ("left_behind",), **PLACE,
+    },
+    JobAssistanceGiven: {
+        "case_id": CASE_ID, "child_id": CHILD_ID, "parent_relation": "mother", "assistance_kind": "skills_training",
+        "given_on": date(2026, 11, 27), **PLACE,
+    },
+    EmergencyTreatmentReported: {
+        "case_id": CASE_ID, "child_id": CHILD_ID, "hospital_code": "330382H001", "treated_on": date(2026, 11, 27),
+        "cause": "suspected_abuse", "admitted": True, "child_categories": ("left_behind",), **PLACE,
     },
     ChildFileUpdated: {
         "child_id": CHILD_ID, "case_id": CASE_ID, "categories": ("left_behind",), "added_categories": ("left_behind",),
@@ -133,6 +149,10 @@ SAMPLE_DATA: dict[type[CloudEvent], dict[str, Any]] = {
         "grant_id": uuid.uuid4(), "case_id": CASE_ID, "child_id": CHILD_ID, "justified": True,
         "reviewer_agency": "civil_affairs", **PLACE,
     },
+    NeedRecorded: {
+        "need_id": uuid.uuid4(), "case_id": CASE_ID, "child_id": CHILD_ID, "category": "tuition_supplies",
+        "found_by": "village", **PLACE,
+    },
 }
 
 
@@ -186,6 +206,7 @@ def test_committed_schema_file_is_what_the_code_generates(generated, name):
 
 def test_schemas_cover_every_event_the_open_referrals_command_and_the_routing_rules():
     expected = {f"{cls.schema_name}.json" for cls in CONTRACT_EVENTS} | {"open-referrals.v1.json", "routing-rules.json"}
+    expected |= {"province-sync-children.v1.json"}  # the province sync export's lines (contracts/province_sync.py)
 
     assert set(contract_schemas()) == expected
 

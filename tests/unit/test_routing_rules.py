@@ -18,15 +18,19 @@ from contracts.events import (
     ChildFileUpdated,
     ChildrenMerged,
     CourtProtectionOrderIssued,
+    EmergencyTreatmentReported,
     EntrustedCareFlagged,
     GuardianshipRiskAssessed,
     InterventionRecorded,
+    JobAssistanceGiven,
     JobAssistanceRequested,
+    NeedRecorded,
     ParentContactMissed,
     ReferralStatusChanged,
     ReferralStatusChangedData,
     ReportFiled,
     SchoolDropoutReported,
+    SchoolReturnReported,
     VisitOverdue,
     VisitRecorded,
 )
@@ -61,6 +65,18 @@ BASE_DATA: dict[type[CloudEvent], dict[str, Any]] = {
         "parent_relation": "mother", "wants_local_work": True, "wants_training": False,
         "township": "虹桥镇", "village": "溪西村",
     },
+    SchoolReturnReported: {
+        "school_code": "3303820001", "returned_on": date(2026, 11, 27), "child_categories": ("left_behind",),
+        "township": "虹桥镇", "village": "溪西村",
+    },
+    JobAssistanceGiven: {
+        "parent_relation": "mother", "assistance_kind": "skills_training", "given_on": date(2026, 11, 27),
+        "township": "虹桥镇", "village": "溪西村",
+    },
+    EmergencyTreatmentReported: {
+        "hospital_code": "330382H001", "treated_on": date(2026, 11, 27), "cause": "injury", "admitted": False,
+        "child_categories": (), "township": "虹桥镇", "village": "溪西村",
+    },
     ChildFileUpdated: {
         "categories": (), "added_categories": (), "removed_categories": (), "category_reasons": (),
         "parents_away": False, "parents_away_since": None, "frequent_visit_reasons": (),
@@ -89,9 +105,10 @@ BASE_DATA: dict[type[CloudEvent], dict[str, Any]] = {
         "agency": "police", "subject": "acct-7f3a", "purpose": "emergency_protection", "opened_at": EVENT_TIME,
         "expires_at": EVENT_TIME + timedelta(hours=4), "township": "虹桥镇", "village": "溪西村",
     },
+    NeedRecorded: {"category": "tuition_supplies", "found_by": "village", "township": "虹桥镇", "village": "溪西村"},
 }
 CLASS_OF_TYPE = {cls.event_type: cls for cls in BASE_DATA}
-ID_FIELDS = ("report_id", "assessment_id", "order_id", "intervention_id", "visit_id", "grant_id")
+ID_FIELDS = ("report_id", "assessment_id", "order_id", "intervention_id", "visit_id", "grant_id", "need_id")
 
 
 def make_event(cls: type[CloudEvent], event_id: uuid.UUID | None = None, **data: Any) -> CloudEvent:
