@@ -72,12 +72,7 @@ def ensure_schema(settings: Settings, service: str) -> None:
 def read_model_engine(settings: Settings, service: str) -> Engine:
     """The SQLAlchemy engine for one service's read models and follower positions."""
     if settings.storage == "memory":
-        # Not kept: a SQLite file in a temporary folder that goes with the engine. (One in-memory connection
-        # shared by every thread is not safe once requests write read models concurrently.)
-        folder = tempfile.mkdtemp(prefix=f"huhang-{service}-")
-        engine = _sqlite_file_engine(Path(folder) / f"{service}.read.sqlite")
-        weakref.finalize(engine, shutil.rmtree, folder, True)  # removed with the engine (or at exit)
-        return engine
+        return temporary_engine(service)
     if settings.storage == "sqlite":
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         return _sqlite_file_engine(settings.data_dir / f"{service}.read.sqlite")
@@ -89,6 +84,15 @@ def read_model_engine(settings: Settings, service: str) -> Engine:
         max_overflow=10,
         connect_args={"options": f"-c search_path={schema_name(settings, service)}"},
     )
+
+
+def temporary_engine(name: str) -> Engine:
+    """Not kept: a SQLite file in a temporary folder that goes with the engine. (One in-memory connection shared by
+    every thread is not safe once several threads write at once: transactions interleave on it.)"""
+    folder = tempfile.mkdtemp(prefix=f"huhang-{name}-")
+    engine = _sqlite_file_engine(Path(folder) / f"{name}.read.sqlite")
+    weakref.finalize(engine, shutil.rmtree, folder, True)  # removed with the engine (or at exit)
+    return engine
 
 
 def _sqlite_file_engine(path: Path) -> Engine:

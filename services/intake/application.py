@@ -19,7 +19,7 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine
 from sqlalchemy.pool import StaticPool
 
 from contracts.agencies import LEAD_AGENCY, Agency
@@ -27,6 +27,7 @@ from huhang.eventstore import ServiceApplication
 from huhang.groupcommit import GroupCommitter
 from huhang.personal import ChildKeys
 from huhang.problems import Conflict, FieldError, NotFound, Unprocessable
+from huhang.storage import temporary_engine
 from services.intake.categories import derive_categories, sort_categories
 from services.intake.domain import Case, Child, Erasure, Report, applied_key
 from services.intake.facts import ChildFileFacts, facts_fingerprint
@@ -203,10 +204,6 @@ def _agency(value: str, field: str) -> None:
         )
 
 
-def _memory_engine() -> Engine:
-    return create_engine("sqlite://", connect_args={"check_same_thread": False}, poolclass=StaticPool)
-
-
 class IntakeApplication(ServiceApplication):
     name = "intake"
 
@@ -223,7 +220,7 @@ class IntakeApplication(ServiceApplication):
         self._identity_key = identity_key
         self._committer = GroupCommitter(self)
         self._today = today
-        engine = read_engine if read_engine is not None else _memory_engine()
+        engine = read_engine if read_engine is not None else temporary_engine("intake")
         # Without keys of its own (an application built bare, in tests), the index's keys come from the identity key.
         index_keys = child_keys if child_keys is not None else ChildKeys(
             engine, hmac.new(identity_key, b"huhang.intake.match-index", hashlib.sha256).digest()

@@ -187,10 +187,13 @@ class MatchIndex:
             name: json.dumps(sorted({self.blind(k) for k in _all(wanted, part)})) for name, part in _KEY_PARTS.items()
         }
         seen = set(skip)
+        rows = []
         for row in conn.execute(_fetch_statement(conn.dialect.name), params):
-            if row.child_id in seen:
-                continue
-            seen.add(row.child_id)
+            if row.child_id not in seen:
+                seen.add(row.child_id)
+                rows.append(row)
+        self.keys.preload(UUID(row.child_id) for row in rows)
+        for row in rows:
             child_id = UUID(row.child_id)
             try:
                 r = json.loads(self.keys.open(child_id, base64.b64decode(row.sealed)))
