@@ -20,7 +20,7 @@ from huhang.auth.client import system_auth
 from huhang.service import Service, Subscription
 from huhang.settings import Settings
 from huhang.storage import read_model_engine
-from huhang.streams import Consumer, EventSource, MergedSource, NotificationLogSource, Positions
+from huhang.streams import BySource, Consumer, EventSource, MergedSource, NotificationLogSource, Positions
 from huhang.web import create_api
 from workflows.care_checks import CareCheckGateway, HttpCareCheckGateway, LocalCareCheckGateway, run_care_checker
 from workflows.referral_gateway import HttpReferralGateway, LocalReferralGateway, ReferralGateway
@@ -120,11 +120,23 @@ def subscription_consumers(
 ) -> list[Consumer]:
     """The consumers feeding a service's read models: in-process followers of the peers' logs, or Kafka.
 
-    A subscription to the service's own events always follows its own log directly.
+    A subscription to the service's own events always follows its own log directly; those fed through Kafka share
+    one consumer group.
     """
     consumers = []
+    over_kafka = []
     for sub in service.subscriptions():
-        consumers.append(Consumer(sub.name, _subscription_source(settings, service, sub, peers), sub.handler))
+        if settings.transport == "kafka" and sub.sources != (service.name,):
+            over_kafka.append(sub)
+        else:
+            consumers.append(Consumer(sub.name, _subscription_source(settings, service, sub, peers), sub.handler))
+    if over_kafka:
+        # One consumer (one group, one poll loop) for all of them: a Kafka consumer per read model cost more
+        # CPU polling while idle than the read models cost handling events.
+        name = f"{service.name}.subscriptions"
+        sources = sorted({source for sub in over_kafka for source in sub.sources})
+        handler = BySource([(sub.handler, sub.sources) for sub in over_kafka])
+        consumers.append(Consumer(name, _kafka_source(settings, name, sources), handler))
     return consumers
 
 

@@ -50,6 +50,21 @@ class EventHandler(Protocol):
     def handle(self, events: Sequence[CloudEvent]) -> None: ...
 
 
+class BySource:
+    """Several read models fed by one consumer: each handler gets the events of the services it subscribed to
+    (by the CloudEvents ``source``, ``/huhang/<service>``). A failure redelivers the batch to all of them: every
+    handler is idempotent on the event id."""
+
+    def __init__(self, routes: Sequence[tuple[EventHandler, Sequence[str]]]) -> None:
+        self.routes = [(handler, frozenset(sources)) for handler, sources in routes]
+
+    def handle(self, events: Sequence[CloudEvent]) -> None:
+        for handler, sources in self.routes:
+            wanted = [e for e in events if e.source.rsplit("/", 1)[-1] in sources]
+            if wanted:
+                handler.handle(wanted)
+
+
 class WakeableApplication(Application[Any]):
     """An eventsourcing Application that wakes in-process followers as soon as it saves."""
 
