@@ -48,6 +48,13 @@ def postgres_settings(postgres_url: str, **overrides: object) -> Settings:
     return Settings(storage="postgres", database_url=postgres_url, schema_prefix=prefix, **overrides)  # type: ignore[arg-type]
 
 
+def sqlite_or_postgres_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """For a fixture parametrized with "sqlite" and "postgres": the settings of a store that outlives its process."""
+    if request.param == "sqlite":
+        return Settings(storage="sqlite", data_dir=tmp_path / "data")
+    return postgres_settings(request.getfixturevalue("postgres_url"), data_dir=tmp_path / "data")
+
+
 @pytest.fixture(params=["memory", "sqlite", "postgres"])
 def any_storage_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     """The same application tests on every store: in memory, SQLite files, PostgreSQL."""

@@ -32,7 +32,7 @@ from huhang.streams import drain
 from services.guardianship.main import build as build_guardianship
 from services.intake.main import build as build_intake
 from services.referral.main import build as build_referral
-from tests.conftest import postgres_settings
+from tests.conftest import sqlite_or_postgres_settings
 from tests.unit.test_intake import a_child, a_report
 from tests.unit.test_referral import OWNER, an_open_referral
 
@@ -41,9 +41,7 @@ pytestmark = [pytest.mark.integration]
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
-    if request.param == "sqlite":
-        return Settings(storage="sqlite", data_dir=tmp_path / "data")
-    return postgres_settings(request.getfixturevalue("postgres_url"), data_dir=tmp_path / "data")
+    return sqlite_or_postgres_settings(request, tmp_path)
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from huhang.checkpoints import log_name, publish_dir, published_file
 from huhang.cli import main
 from huhang.settings import Settings
 from services.referral.main import ReferralService, build
-from tests.conftest import postgres_settings
+from tests.conftest import sqlite_or_postgres_settings
 from tests.unit.test_referral import OWNER, an_open_referral
 
 pytestmark = [pytest.mark.integration]
@@ -94,9 +94,7 @@ class RawLog:
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
-    if request.param == "sqlite":
-        return Settings(storage="sqlite", data_dir=tmp_path / "data")
-    return postgres_settings(request.getfixturevalue("postgres_url"), data_dir=tmp_path / "data")
+    return sqlite_or_postgres_settings(request, tmp_path)
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from services.guardianship.main import build as build_guardianship
 from services.intake.application import ChildFacts, FileReport
 from services.intake.main import IntakeService
 from services.intake.main import build as build_intake
-from tests.conftest import postgres_settings
+from tests.conftest import sqlite_or_postgres_settings
 from tests.support.auth import client_for, officer
 
 OBSERVED = "孩子说晚上一个人在家，邻居张阿姨经常听到哭声"
@@ -37,9 +37,7 @@ OBSERVED = "孩子说晚上一个人在家，邻居张阿姨经常听到哭声"
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
-    if request.param == "sqlite":
-        return Settings(storage="sqlite", data_dir=tmp_path / "data")
-    return postgres_settings(request.getfixturevalue("postgres_url"), data_dir=tmp_path / "data")
+    return sqlite_or_postgres_settings(request, tmp_path)
 
 
 @pytest.fixture
