@@ -270,6 +270,10 @@ class ChildDataMapper(Mapper[UUID]):
             topic=stored_event.topic, state=plain,
         ))
 
+    def preload(self, stored_events: Iterable[StoredEvent]) -> None:
+        """Read the keys of the children these stored events are sealed for, in bulk (before opening a batch)."""
+        self.keys.preload(s for e in stored_events if (s := _sealed_for(e.state)) is not None)
+
     def subjects_of(self, domain_events: Iterable[Any]) -> set[UUID]:
         return {s for e in domain_events if (s := self.subject_of(e)) is not None}
 

@@ -88,6 +88,12 @@ class WakeableApplication(Application[Any]):
         """Notifications after a position, for in-process followers: those at the head share one read."""
         return self._tail.select(after, limit, self.recorder.select_notifications)
 
+    def preload_keys(self, notifications: Sequence[Any]) -> None:
+        """Read, in one query, the keys of the children these stored events are sealed for (a mapper that seals)."""
+        preload = getattr(self.mapper, "preload", None)
+        if preload is not None:
+            preload(notifications)
+
     def integration_events(self, notification: Any, to_contract: DomainToContract) -> Sequence[CloudEvent]:
         """The contract events of one notification, decoded and mapped once for all in-process followers
         (``to_contract`` is the service's one mapping: the cache is keyed by notification id alone)."""
@@ -251,6 +257,7 @@ class NotificationLogSource:
             self._pace(deadline)
             notifications = self._select()
         events: list[CloudEvent] = []
+        self.app.preload_keys(notifications)
         for notification in notifications:
             events.extend(self.app.integration_events(notification, self.to_contract))
         last = notifications[-1].id
