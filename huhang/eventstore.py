@@ -80,3 +80,14 @@ def integration_event_id(domain_event: Any) -> uuid.UUID:
     consumers deduplicate on.
     """
     return uuid.uuid5(EVENT_ID_NAMESPACE, f"{domain_event.originator_id}/{domain_event.originator_version}")
+
+
+def envelope(domain_event: Any, source: str, subject: Any, actor: str, correlation_id: Any = None) -> dict[str, Any]:
+    """The CloudEvents attributes of an integration event made from one domain event (all but ``dataschema`` and
+    ``data``): its stable id, the source service, the case it is about, the time and acting agency; the correlation
+    id of the chain it continues, else its own id (it starts one)."""
+    event_id = integration_event_id(domain_event)
+    return {
+        "id": event_id, "source": source, "subject": str(subject), "time": domain_event.timestamp,
+        "correlationid": event_id if correlation_id is None else correlation_id, "actoragency": actor,
+    }

@@ -21,7 +21,7 @@ from contracts.events import (
     ReportFiled,
     ReportFiledData,
 )
-from huhang.eventstore import integration_event_id
+from huhang.eventstore import envelope
 from services.intake.domain import Case, Child, Erasure
 
 SOURCE = "/huhang/intake"
@@ -40,15 +40,9 @@ def to_integration_events(domain_event: Any) -> Sequence[CloudEvent]:
 
 
 def _report_filed(e: Any) -> ReportFiled:
-    event_id = integration_event_id(e)
     return ReportFiled(
-        id=event_id,
-        source=SOURCE,
-        subject=str(e.originator_id),
-        time=e.timestamp,
+        **envelope(e, SOURCE, e.originator_id, e.reporter_agency),
         dataschema=ReportFiled.schema_uri(),
-        correlationid=event_id,
-        actoragency=e.reporter_agency,
         data=ReportFiledData(
             report_id=e.report_id,
             case_id=e.originator_id,
@@ -66,16 +60,10 @@ def _report_filed(e: Any) -> ReportFiled:
 
 
 def _child_file_updated(e: Any) -> ChildFileUpdated:
-    event_id = integration_event_id(e)
     case_id = care_case_id(e.originator_id)
     return ChildFileUpdated(
-        id=event_id,
-        source=SOURCE,
-        subject=str(case_id),
-        time=e.timestamp,
+        **envelope(e, SOURCE, case_id, e.derived_by),
         dataschema=ChildFileUpdated.schema_uri(),
-        correlationid=event_id,
-        actoragency=e.derived_by,
         data=ChildFileUpdatedData(
             child_id=e.originator_id,
             case_id=case_id,
@@ -94,16 +82,10 @@ def _child_file_updated(e: Any) -> ChildFileUpdated:
 
 
 def _children_merged(e: Any) -> ChildrenMerged:
-    event_id = integration_event_id(e)
     case_id = care_case_id(e.originator_id)
     return ChildrenMerged(
-        id=event_id,
-        source=SOURCE,
-        subject=str(case_id),
-        time=e.timestamp,
+        **envelope(e, SOURCE, case_id, e.by),
         dataschema=ChildrenMerged.schema_uri(),
-        correlationid=event_id,
-        actoragency=e.by,
         data=ChildrenMergedData(
             child_id=e.originator_id,
             merged_child_id=e.merged_child_id,
@@ -116,15 +98,9 @@ def _children_merged(e: Any) -> ChildrenMerged:
 
 
 def _child_data_erased(e: Any) -> ChildDataErased:
-    event_id = integration_event_id(e)
     case_id = care_case_id(e.erased_child_id)
     return ChildDataErased(
-        id=event_id,
-        source=SOURCE,
-        subject=str(case_id),
-        time=e.timestamp,
+        **envelope(e, SOURCE, case_id, e.by),
         dataschema=ChildDataErased.schema_uri(),
-        correlationid=event_id,
-        actoragency=e.by,
         data=ChildDataErasedData(child_id=e.erased_child_id, case_id=case_id, reason=e.reason, erased_by=e.by),
     )

@@ -18,7 +18,7 @@ from contracts.events import (
     ReferralStatusChanged,
     ReferralStatusChangedData,
 )
-from huhang.eventstore import integration_event_id
+from huhang.eventstore import envelope
 from services.referral.domain import Referral
 
 SOURCE = "/huhang/referral"
@@ -39,14 +39,7 @@ def to_integration_events(e: Any) -> Sequence[CloudEvent]:
 
 
 def _envelope(e: Any, case_id: Any, correlation_id: Any, actor: str) -> dict[str, Any]:
-    return {
-        "id": integration_event_id(e),
-        "source": SOURCE,
-        "subject": str(case_id),
-        "time": e.timestamp,
-        "correlationid": correlation_id,
-        "actoragency": actor,
-    }
+    return envelope(e, SOURCE, case_id, actor, correlation_id)
 
 
 def _requested(e: Any) -> ReferralRequested:
