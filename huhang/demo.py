@@ -188,17 +188,19 @@ def _demo_acceptance(client: httpx.Client, timeout_s: float) -> None:
             rid = items[-1]["referral_id"]
             for step in ({"status": "received", "agency": "police"},
                          {"status": "accepted", "agency": "police", "note": "演示：派出所已受理"}):
-                client.post(f"/v1/referrals/{rid}/status", json=step).raise_for_status()
+                _retry_until_known(lambda step=step, rid=rid: client.post(f"/v1/referrals/{rid}/status", json=step),
+                                   max(deadline - time.monotonic(), 1.0))
             return
         time.sleep(0.5)
 
 
 def _retry_until_known(call: Any, timeout_s: float) -> None:
-    """The case reaches guardianship through the event stream a moment after it is filed."""
+    """The case reaches guardianship, and a referral its owner's access, through the event stream a moment after
+    they are made: 404 and 403 are tried again until ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while True:
         response = call()
-        if response.status_code != 404 or time.monotonic() > deadline:
+        if response.status_code not in (403, 404) or time.monotonic() > deadline:
             response.raise_for_status()
             return
         time.sleep(0.3)
