@@ -13,8 +13,8 @@ read model (yet) are refused to everyone but those who see everything.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -33,6 +33,7 @@ from huhang.access.policy import (
     DENIED,
     Decision,
     RecordFacts,
+    holding_agencies,
     may_act_for,
     may_create,
     may_keep_roster,
@@ -184,6 +185,21 @@ def case_access_check(case_id: UUID, request: Request, principal: Principal, acc
                       purpose: AccessPurpose | None, *, write: bool) -> Access:
     """For routes that learn the case only after loading something else (a referral by its id)."""
     return (_write_case if write else _read_case)(case_id, request, principal, access, log, purpose)
+
+
+def referral_case_check(case_id: UUID, holders: Iterable[tuple[str, str]], request: Request, principal: Principal,
+                         access: CaseAccess, log: AccessLog, purpose: AccessPurpose | None, *, write: bool) -> Access:
+    """For a referral's routes: the referral names its own holders, as (agency, status) pairs. The case-access
+    read model learns of them a moment later, from the event stream; an owner acting on a referral that has just
+    reached its inbox must not be refused in between."""
+    held = holding_agencies(holders)
+
+    def facts_of(known: CaseAccess, record_id: UUID) -> RecordFacts:
+        facts = known.facts_for_case(record_id) or RecordFacts()
+        return replace(facts, holding_agencies=facts.holding_agencies | held)
+
+    check = _on_record("case", "write" if write else "read", facts_of, may_write if write else may_read)
+    return check(case_id, request, principal, access, log, purpose)
 
 
 def child_access_check(child_id: UUID, request: Request, principal: Principal, access: CaseAccess, log: AccessLog,

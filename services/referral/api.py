@@ -23,7 +23,7 @@ from huhang.access.guards import (
     PrincipalDep,
     PurposeDep,
     acting_for,
-    case_access_check,
+    referral_case_check,
 )
 from huhang.auth.principal import Principal
 from huhang.problems import PROBLEM_RESPONSES, FieldError, Unprocessable, problem_doc
@@ -73,7 +73,7 @@ def referral_reader(
 ) -> Referral:
     """The referral, for a caller who may see its case (need-to-know follows the case)."""
     referral = app.get(referral_id)
-    case_access_check(referral.case_id, request, principal, access, log, purpose, write=False)
+    referral_case_check(referral.case_id, _holders(referral), request, principal, access, log, purpose, write=False)
     return referral
 
 
@@ -83,8 +83,17 @@ def referral_writer(
 ) -> Principal:
     """The caller, when it may change the referral's case (the owner rules are the application's)."""
     referral = app.get(referral_id)
-    case_access_check(referral.case_id, request, principal, access, log, purpose, write=True)
+    referral_case_check(referral.case_id, _holders(referral), request, principal, access, log, purpose, write=True)
     return principal
+
+
+def _holders(referral: Referral) -> list[tuple[str, str]]:
+    """The agencies this referral itself gives access to its case: its owner while the referral grants it, and an
+    agency asked to take it over (it must read the case to answer)."""
+    holders = [(referral.owner_agency, referral.status)]
+    if referral.pending_owner:
+        holders.append((referral.pending_owner, ReferralStatus.requested.value))
+    return holders
 
 
 ReadableReferral = Annotated[Referral, Depends(referral_reader)]

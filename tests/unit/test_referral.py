@@ -20,7 +20,7 @@ from huhang.settings import Settings
 from services.referral.application import ReferralApplication, StaleVersion
 from services.referral.domain import IllegalTransition, NotPermitted
 from services.referral.main import ReferralService
-from tests.support.auth import client_for
+from tests.support.auth import client_for, officer
 from tests.support.referrals import inbox_refresher, referral_service
 
 S = ReferralStatus
@@ -428,3 +428,40 @@ def test_a_cases_referrals_are_listed_for_the_case(client, referrals, refresh_in
     items = client.get(f"/v1/cases/{case_id}/referrals").json()["items"]
 
     assert {i["referral_id"] for i in items} == ids
+
+
+# --- need-to-know on a referral that has only just arrived --------------------------------------------------------
+
+
+def test_the_owner_may_act_before_the_case_access_read_model_has_heard_of_the_referral(any_storage_settings,
+                                                                                        service, referrals):
+    # The inbox and the case-access read model follow the referral's events a moment later; the referral itself
+    # already names its owner, so the owner's first action must not be refused in between.
+    referral_id = opened(referrals)
+    owner = client_for(service_api(any_storage_settings, service), officer(OWNER))
+
+    read = owner.get(f"/v1/referrals/{referral_id}")
+    answer = post_status(owner, referral_id, S.received, OWNER, read.headers.get("ETag"))
+
+    assert read.status_code == 200
+    assert answer.status_code == 200, answer.text
+    assert referrals.get(referral_id).status == "received"
+
+
+def test_another_agency_is_still_refused_before_the_read_model_has_heard_of_the_referral(any_storage_settings,
+                                                                                         service, referrals):
+    referral_id = opened(referrals)
+    bystander = client_for(service_api(any_storage_settings, service), officer(BYSTANDER))
+
+    assert bystander.get(f"/v1/referrals/{referral_id}").status_code == 403
+    assert post_status(bystander, referral_id, S.received, BYSTANDER).status_code == 403
+    assert referrals.get(referral_id).status == "requested"
+
+
+def test_a_rejected_referral_no_longer_opens_its_case_to_the_agency_that_rejected_it(any_storage_settings,
+                                                                                     service, referrals):
+    referral_id = opened(referrals)
+    referrals.change_status(referral_id, S.rejected, OWNER.value, reason_code="not_responsible")
+    owner = client_for(service_api(any_storage_settings, service), officer(OWNER))
+
+    assert owner.get(f"/v1/referrals/{referral_id}").status_code == 403
