@@ -23,16 +23,22 @@ from contracts.events import (
     BreakGlassAccessOpened,
     BreakGlassAccessReviewed,
     ChildDataErased,
+    ChildDirectorAssigned,
+    ChildDirectorLeft,
+    ChildDirectorTrained,
     ChildFileUpdated,
     ChildrenMerged,
     CourtProtectionOrderIssued,
     EmergencyTreatmentReported,
+    EntrustedCareAgreementSigned,
     EntrustedCareFlagged,
     GuardianshipRiskAssessed,
+    IndicatorColourChanged,
     InterventionRecorded,
     JobAssistanceGiven,
     NeedRecorded,
     ParentContactMissed,
+    ParentContactRecorded,
     ReferralEscalated,
     ReferralOwnerChanged,
     ReferralRequested,
@@ -41,11 +47,12 @@ from contracts.events import (
     ReportFiled,
     SchoolDropoutReported,
     SchoolReturnReported,
+    SpotCheckFollowUpRequired,
     VisitOverdue,
     VisitRecorded,
 )
 from contracts.kafka_binding import DATA_CONTENT_TYPE, HEADER_PREFIX, REQUIRED_ATTRIBUTES
-from contracts.topics import GUARDIANSHIP_TOPIC, INTAKE_TOPIC, REFERRAL_TOPIC
+from contracts.topics import GUARDIANSHIP_TOPIC, INDICATORS_TOPIC, INTAKE_TOPIC, REFERRAL_TOPIC
 
 DOCUMENT = Path(__file__).parent / "asyncapi.yaml"
 KAFKA_BINDING_VERSION = "0.5.0"
@@ -62,16 +69,19 @@ TOPIC_EVENTS: dict[str, tuple[type[CloudEvent], ...]] = {
     ),
     GUARDIANSHIP_TOPIC: (
         GuardianshipRiskAssessed, CourtProtectionOrderIssued, InterventionRecorded, VisitRecorded, VisitOverdue,
-        ParentContactMissed, EntrustedCareFlagged,
+        ParentContactMissed, EntrustedCareFlagged, ParentContactRecorded, EntrustedCareAgreementSigned,
+        ChildDirectorAssigned, ChildDirectorLeft, ChildDirectorTrained,
     ),
     REFERRAL_TOPIC: (
         ReferralRequested, ReferralStatusChanged, ReferralReturned, ReferralEscalated, ReferralOwnerChanged,
         NeedRecorded,
     ),
+    INDICATORS_TOPIC: (SpotCheckFollowUpRequired, IndicatorColourChanged),
 }
 CHANNEL_IDS = {INTAKE_TOPIC: "intakeCaseEvents", GUARDIANSHIP_TOPIC: "guardianshipCaseEvents",
-               REFERRAL_TOPIC: "referralCaseEvents"}
-PRODUCERS = {INTAKE_TOPIC: "intake", GUARDIANSHIP_TOPIC: "guardianship", REFERRAL_TOPIC: "referral"}
+               REFERRAL_TOPIC: "referralCaseEvents", INDICATORS_TOPIC: "indicatorsEvents"}
+PRODUCERS = {INTAKE_TOPIC: "intake", GUARDIANSHIP_TOPIC: "guardianship", REFERRAL_TOPIC: "referral",
+             INDICATORS_TOPIC: "indicators"}
 
 DESCRIPTION = """\
 The integration events of Huhang (护航), the inter-agency referral platform for the protection of left-behind

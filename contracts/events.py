@@ -26,6 +26,8 @@ from contracts.vocabulary import (
     InterventionKind,
     NeedCategory,
     Outcome,
+    ParentContactChannel,
+    ParentRelation,
     Priority,
     ReferralStatus,
     ReporterRole,
@@ -383,6 +385,102 @@ class EntrustedCareFlagged(CloudEvent):
     data: EntrustedCareFlaggedData
 
 
+class ParentContactRecordedData(Contract):
+    """Parents working away were in touch with their child (the plan: at least weekly). The channel and which parent
+    as codes; what was said stays in guardianship. Feeds parent-contact compliance (indicators)."""
+
+    contact_id: UUID
+    child_id: UUID
+    case_id: UUID = Field(description="The child's standing care case (contracts.cases.care_case_id).")
+    contacted_on: date
+    channel: ParentContactChannel
+    parent: ParentRelation
+
+
+class ParentContactRecorded(CloudEvent):
+    event_type = "cn.huhang.guardianship.parent-contact-recorded.v1"
+    schema_name = "parent-contact-recorded.v1"
+    type: Literal["cn.huhang.guardianship.parent-contact-recorded.v1"] = (
+        "cn.huhang.guardianship.parent-contact-recorded.v1"
+    )
+    data: ParentContactRecordedData
+
+
+class EntrustedCareAgreementSignedData(Contract):
+    """An entrusted-care agreement (委托照护协议) for a child whose parents are away is signed: recorded signed, or
+    its signature recorded later. In force from ``starts_on`` through ``expires_on``; it ends by date only (no
+    event marks the end). The caregiver's name and the agreement's text stay in guardianship."""
+
+    agreement_id: UUID
+    child_id: UUID
+    case_id: UUID = Field(description="The child's standing care case (contracts.cases.care_case_id).")
+    signed_on: date
+    starts_on: date
+    expires_on: date | None = Field(description="The last day of care; null: until further notice.")
+
+
+class EntrustedCareAgreementSigned(CloudEvent):
+    event_type = "cn.huhang.guardianship.entrusted-care-agreement-signed.v1"
+    schema_name = "entrusted-care-agreement-signed.v1"
+    type: Literal["cn.huhang.guardianship.entrusted-care-agreement-signed.v1"] = (
+        "cn.huhang.guardianship.entrusted-care-agreement-signed.v1"
+    )
+    data: EntrustedCareAgreementSignedData
+
+
+class ChildDirectorAssignedData(Contract):
+    """A child director (儿童主任) was appointed to serve a village (the roster). About no case: the subject is the
+    director id, so that one director's events keep their order. Name and phone stay in guardianship."""
+
+    director_id: UUID
+    township: str
+    village: str
+    appointed_on: date
+
+
+class ChildDirectorAssigned(CloudEvent):
+    event_type = "cn.huhang.guardianship.child-director-assigned.v1"
+    schema_name = "child-director-assigned.v1"
+    type: Literal["cn.huhang.guardianship.child-director-assigned.v1"] = (
+        "cn.huhang.guardianship.child-director-assigned.v1"
+    )
+    data: ChildDirectorAssignedData
+
+
+class ChildDirectorLeftData(Contract):
+    """A child director left the post (subject: the director id); the children they followed are to be assigned
+    to another (guardianship's own business)."""
+
+    director_id: UUID
+    left_on: date
+
+
+class ChildDirectorLeft(CloudEvent):
+    event_type = "cn.huhang.guardianship.child-director-left.v1"
+    schema_name = "child-director-left.v1"
+    type: Literal["cn.huhang.guardianship.child-director-left.v1"] = "cn.huhang.guardianship.child-director-left.v1"
+    data: ChildDirectorLeftData
+
+
+class ChildDirectorTrainedData(Contract):
+    """A training entered in a child director's record (the plan: trained every year; subject: the director id).
+    The course's title stays in guardianship."""
+
+    training_id: UUID
+    director_id: UUID
+    trained_on: date
+    hours: float = Field(gt=0)
+
+
+class ChildDirectorTrained(CloudEvent):
+    event_type = "cn.huhang.guardianship.child-director-trained.v1"
+    schema_name = "child-director-trained.v1"
+    type: Literal["cn.huhang.guardianship.child-director-trained.v1"] = (
+        "cn.huhang.guardianship.child-director-trained.v1"
+    )
+    data: ChildDirectorTrainedData
+
+
 class ReferralRequestedData(Contract):
     referral_id: UUID
     case_id: UUID
@@ -550,6 +648,51 @@ class NeedRecorded(CloudEvent):
     type: Literal["cn.huhang.relief.need-recorded.v1"] = "cn.huhang.relief.need-recorded.v1"
     data: NeedRecordedData
 
+
+class SpotCheckFollowUpRequiredData(Contract):
+    """The annual archive spot check (档案抽查, issue 8) found items of a child's file failing: the township follows
+    up. The failed checklist items as codes (contracts/spot_check_checklist.yaml); the checker's notes stay in the
+    indicators service."""
+
+    spot_check_id: UUID
+    child_id: UUID
+    case_id: UUID = Field(description="The child's standing care case (contracts.cases.care_case_id).")
+    year: int = Field(ge=2000, le=2100, description="The year the spot check is for.")
+    township: str
+    village: str
+    items_failed: tuple[str, ...] = Field(min_length=1, description="Checklist item codes newly failed.")
+
+
+class SpotCheckFollowUpRequired(CloudEvent):
+    event_type = "cn.huhang.indicators.spot-check-follow-up-required.v1"
+    schema_name = "spot-check-follow-up-required.v1"
+    type: Literal["cn.huhang.indicators.spot-check-follow-up-required.v1"] = (
+        "cn.huhang.indicators.spot-check-follow-up-required.v1"
+    )
+    data: SpotCheckFollowUpRequiredData
+
+
+class IndicatorColourChangedData(Contract):
+    """A unit's colour on an indicator changed (赋色管理, issue 8; thresholds in contracts/indicators.yaml). Codes,
+    place names and a figure only; ``value`` is null when the unit counts fewer than 5 children (small cell)."""
+
+    change_id: UUID
+    indicator: str = Field(max_length=60, description="The indicator's code (contracts/indicators.yaml).")
+    unit_kind: Literal["county", "township", "village", "agency"]
+    unit: str = Field(max_length=210, description="county; a township; <township>/<village>; an agency code.")
+    township: str | None = Field(description="The unit's township (null for the county and agencies).")
+    previous_colour: RiskColour | None
+    colour: RiskColour | None = Field(description="Null when the figure has no value any more.")
+    value: float | None
+    as_of: datetime
+
+
+class IndicatorColourChanged(CloudEvent):
+    event_type = "cn.huhang.indicators.colour-changed.v1"
+    schema_name = "indicator-colour-changed.v1"
+    type: Literal["cn.huhang.indicators.colour-changed.v1"] = "cn.huhang.indicators.colour-changed.v1"
+    data: IndicatorColourChangedData
+
 CONTRACT_EVENTS: tuple[type[CloudEvent], ...] = (
     ReportFiled,
     GuardianshipRiskAssessed,
@@ -567,6 +710,11 @@ CONTRACT_EVENTS: tuple[type[CloudEvent], ...] = (
     VisitOverdue,
     ParentContactMissed,
     EntrustedCareFlagged,
+    ParentContactRecorded,
+    EntrustedCareAgreementSigned,
+    ChildDirectorAssigned,
+    ChildDirectorLeft,
+    ChildDirectorTrained,
     ReferralRequested,
     ReferralStatusChanged,
     ReferralReturned,
@@ -575,6 +723,8 @@ CONTRACT_EVENTS: tuple[type[CloudEvent], ...] = (
     BreakGlassAccessOpened,
     BreakGlassAccessReviewed,
     NeedRecorded,
+    SpotCheckFollowUpRequired,
+    IndicatorColourChanged,
 )
 
 AnyCaseEvent = Annotated[
@@ -594,6 +744,11 @@ AnyCaseEvent = Annotated[
     | VisitOverdue
     | ParentContactMissed
     | EntrustedCareFlagged
+    | ParentContactRecorded
+    | EntrustedCareAgreementSigned
+    | ChildDirectorAssigned
+    | ChildDirectorLeft
+    | ChildDirectorTrained
     | ReferralRequested
     | ReferralStatusChanged
     | ReferralReturned
@@ -601,7 +756,9 @@ AnyCaseEvent = Annotated[
     | ReferralOwnerChanged
     | BreakGlassAccessOpened
     | BreakGlassAccessReviewed
-    | NeedRecorded,
+    | NeedRecorded
+    | SpotCheckFollowUpRequired
+    | IndicatorColourChanged,
     Field(discriminator="type"),
 ]
 

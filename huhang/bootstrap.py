@@ -15,8 +15,13 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, FastAPI
 
-from contracts.topics import GUARDIANSHIP_TOPIC, INTAKE_TOPIC, REFERRAL_TOPIC
+from contracts.topics import GUARDIANSHIP_TOPIC, INDICATORS_TOPIC, INTAKE_TOPIC, REFERRAL_TOPIC
 from huhang.auth.client import system_auth
+from huhang.lease import lease_for, leased
+from huhang.ops import BacklogWatch, followers_of
+from huhang.ops_api import install_ops
+from huhang.parking import ParkedEvents, parked_events
+from huhang.parking_api import install_parking
 from huhang.service import Service, Subscription
 from huhang.settings import Settings
 from huhang.storage import read_model_engine
@@ -31,8 +36,11 @@ from workflows.sweeps import HttpSweepGateway, LocalSweepGateway, SweepGateway, 
 logger = logging.getLogger(__name__)
 DIGEST_INTERVAL_S = 3600.0  # each agency's digest of yesterday is tried hourly (written once a day)
 
-SERVICE_NAMES = ("intake", "referral", "guardianship", "notifications")
-TOPIC_OF: Mapping[str, str] = {"intake": INTAKE_TOPIC, "referral": REFERRAL_TOPIC, "guardianship": GUARDIANSHIP_TOPIC}
+SERVICE_NAMES = ("intake", "referral", "guardianship", "notifications", "indicators")
+TOPIC_OF: Mapping[str, str] = {
+    "intake": INTAKE_TOPIC, "referral": REFERRAL_TOPIC, "guardianship": GUARDIANSHIP_TOPIC,
+    "indicators": INDICATORS_TOPIC,
+}
 
 
 def topic_of(settings: Settings, service: str) -> str:
@@ -41,7 +49,8 @@ def topic_of(settings: Settings, service: str) -> str:
 
 def all_topics(settings: Settings) -> list[str]:
     return [topic_of(settings, s) for s in TOPIC_OF]
-ROUTED_SOURCES = ("intake", "guardianship", "referral")  # referral: returned referrals go to the next agency
+ROUTED_SOURCES = ("intake", "guardianship", "referral", "indicators")
+# referral: returned referrals go to the next agency; indicators: spot-check follow-ups go to the township
 
 
 def build_service(settings: Settings, name: str) -> Service:
@@ -65,6 +74,8 @@ def service_api(settings: Settings, service: Service) -> FastAPI:
     if front_door:
         _bind_accounts(api, settings)
     service.bind(api)
+    install_ops(api, settings, {service.name: service})
+    install_parking(api, _parking_stores(settings, [service], router=service.name == "referral"))
     return api
 
 
@@ -73,9 +84,23 @@ def embedded_api(settings: Settings, services: Mapping[str, Service]) -> FastAPI
     routers = [r for s in services.values() for r in s.routers()]
     api = create_api("Huhang (护航)", settings, routers, open_routers=_token_routers(True))
     _bind_accounts(api, settings)
+    from huhang.console.serve import mount_console
+
+    mount_console(api)  # the web console at /console/, same origin as the API
     for service in services.values():
         service.bind(api)
+    install_ops(api, settings, services)
+    install_parking(api, _parking_stores(settings, services.values(), router=settings.storage != "memory"))
     return api
+
+
+def _parking_stores(settings: Settings, services: Iterable[Service], *, router: bool) -> dict[str, ParkedEvents]:
+    """The parked events an API serves: its services' own, and the router's (the ``workflows`` store) with
+    referral's (the router opens referrals) and in the embedded app (memory: the router's store is its own)."""
+    stores = {service.name: parked_events(service.positions.engine) for service in services}
+    if router:
+        stores["workflows"] = parked_events(read_model_engine(settings, "workflows"))
+    return stores
 
 
 def _token_routers(serve: bool) -> list[APIRouter]:
@@ -129,14 +154,21 @@ def subscription_consumers(
         if settings.transport == "kafka" and sub.sources != (service.name,):
             over_kafka.append(sub)
         else:
-            consumers.append(Consumer(sub.name, _subscription_source(settings, service, sub, peers), sub.handler))
+            consumers.append(Consumer(
+                sub.name, _subscription_source(settings, service, sub, peers), sub.handler,
+                parking=parked_events(service.positions.engine), max_attempts=settings.poison_max_attempts,
+                lease=lease_for(settings, sub.name),  # follows a log: one process at a time
+            ))
     if over_kafka:
         # One consumer (one group, one poll loop) for all of them: a Kafka consumer per read model cost more
         # CPU polling while idle than the read models cost handling events.
         name = f"{service.name}.subscriptions"
         sources = sorted({source for sub in over_kafka for source in sub.sources})
         handler = BySource([(sub.handler, sub.sources) for sub in over_kafka])
-        consumers.append(Consumer(name, _kafka_source(settings, name, sources), handler))
+        consumers.append(Consumer(  # a consumer group: Kafka shares the partitions out, no lease
+            name, _kafka_source(settings, name, sources), handler,
+            parking=parked_events(service.positions.engine), max_attempts=settings.poison_max_attempts,
+        ))
     return consumers
 
 
@@ -162,6 +194,8 @@ def relay(settings: Settings, service: Service) -> Consumer:
         _log_source(name, service, service.positions, settings),
         KafkaPublisher(settings.kafka_bootstrap_servers, topic_of(settings, service.name), client_id=f"huhang-{name}"),
         kill_before_commit=settings.failpoint == f"{name}:before-commit",
+        parking=parked_events(service.positions.engine), max_attempts=settings.poison_max_attempts,
+        lease=lease_for(settings, name),  # two workers of a service never publish its outbox at once
     )
 
 
@@ -173,16 +207,19 @@ def build_router(settings: Settings, services: Mapping[str, Service] | None = No
         # stays well inside the consumer group's poll interval.
         source = _kafka_source(settings, "router", ROUTED_SOURCES, max_records=settings.router_batch_size)
         gateway = HttpReferralGateway(settings.referral_url, auth=system_auth(settings, "huhang-router"))
+        engine = read_model_engine(settings, "workflows")
     else:
         if services is None:
             raise ValueError("in-process routing needs the services in this process")
-        positions = Positions(read_model_engine(settings, "workflows"))
+        engine = read_model_engine(settings, "workflows")
+        positions = Positions(engine)
         source = MergedSource([
             _log_source("router", services[s], positions, settings, settings.router_batch_size)
-            for s in ROUTED_SOURCES
+            for s in ROUTED_SOURCES if s in services
         ])
         gateway = LocalReferralGateway(services["referral"].application)
-    return Router(source, gateway, rules)
+    # What cannot be routed is parked in the workflows store (beside the router's positions, when it follows logs).
+    return Router(source, gateway, rules, parking=parked_events(engine), max_attempts=settings.poison_max_attempts)
 
 
 def build_sweep_gateway(settings: Settings, services: Mapping[str, Service] | None = None) -> SweepGateway:
@@ -210,8 +247,12 @@ class Runtime:
         self.threads.append(thread)
 
     def start_consumers(self, consumers: Iterable[Consumer]) -> None:
+        consumers = list(consumers)
         for consumer in consumers:
             self.start(consumer.name, consumer.run)
+        followers = followers_of(consumers)
+        if followers:  # their progress and backlog, for operators (huhang/ops.py)
+            self.start(f"{followers[0].name}.watch", BacklogWatch(followers).run)
 
     def start_router(self, router: Router) -> None:
         self.start("router", lambda stop: run_router(router, stop))
@@ -227,7 +268,8 @@ class Runtime:
         from huhang.chain import build_chainer
 
         for service in services:
-            self.start(f"{service.name}.chainer", build_chainer(settings, service).run)
+            name = f"{service.name}.chainer"
+            self.start(name, leased(lease_for(settings, name), build_chainer(settings, service).run))
 
     def start_webhook_deliverer(self, services: Iterable[Service]) -> None:
         """Notifications' webhook deliverer, where notifications runs (services/notifications/webhooks_deliverer.py)."""

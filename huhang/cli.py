@@ -105,13 +105,13 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     """Distributed: one service's outbox relay and the consumers of its read models."""
-    from huhang.bootstrap import Runtime, build_service, relay, subscription_consumers
+    from huhang.bootstrap import TOPIC_OF, Runtime, build_service, relay, subscription_consumers
     from huhang.kafka import ensure_topics
 
     service = build_service(settings, args.service)
     runtime = Runtime()
     consumers = subscription_consumers(settings, service)
-    if not args.no_relay and service.name in ("intake", "referral", "guardianship"):
+    if not args.no_relay and service.name in TOPIC_OF:  # the services that publish integration events
         from huhang.bootstrap import all_topics
 
         ensure_topics(settings.kafka_bootstrap_servers, all_topics(settings))
@@ -140,6 +140,15 @@ def cmd_router(args: argparse.Namespace, settings: Settings) -> int:
           f"check-care-obligations every {settings.care_check_interval_s:.0f}s", flush=True)
     _wait_for_signal(runtime.stop)
     runtime.shutdown()
+    return 0
+
+
+def cmd_console(args: argparse.Namespace, settings: Settings) -> int:
+    """Distributed: the web console's one origin (its files, and the API forwarded to each service by path)."""
+    from huhang.console.gateway import ConsoleSettings, console_gateway
+
+    print(f"Huhang console on http://{args.host}:{args.port}/console/", flush=True)
+    uvicorn.run(console_gateway(ConsoleSettings()), host=args.host, port=args.port, log_level="warning")
     return 0
 
 
@@ -228,6 +237,56 @@ def cmd_audit_new_key(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+PARKING_STORES = ("intake", "referral", "guardianship", "notifications", "workflows")  # workflows: the router's
+
+
+def cmd_parked_list(args: argparse.Namespace, settings: Settings) -> int:
+    """List parked (poison) events of every store, or of one: id, store, consumer, event, reason, status."""
+    from huhang.parking import ParkedEvents
+    from huhang.storage import read_model_engine
+
+    rows = []
+    for name in [args.store] if args.store else PARKING_STORES:
+        store = ParkedEvents(read_model_engine(settings, name))
+        rows += [{**row, "store": name} for row in store.entries(consumer=args.consumer, status=args.status,
+                                                                  limit=args.limit)]
+        store.engine.dispose()
+    rows.sort(key=lambda r: (r["first_failed_at"], r["parked_id"]))
+    if args.json:
+        print(json.dumps([{k: v for k, v in r.items() if k != "event"} | {"event": json.loads(r["event"])}
+                          for r in rows], indent=2, default=str), flush=True)
+        return 0
+    for r in rows:
+        print(f"{r['parked_id']}  {r['store']:<13} {r['consumer']:<28} {r['status']:<8} {r['attempts']:>3}  "
+              f"{r['event_type']} {r['event_id']}  {r['reason']}  first failed {r['first_failed_at']}", flush=True)
+    print(f"{len(rows)} parked event(s)", file=sys.stderr)
+    return 0
+
+
+def cmd_parked_retry(args: argparse.Namespace, settings: Settings) -> int:
+    """Hand a parked event back to its consumer (handled at its next look). 0 done, 1 already handled, 2 unknown."""
+    from huhang.parking import HANDLED, ParkedEvents
+    from huhang.storage import read_model_engine
+
+    for name in PARKING_STORES:
+        store = ParkedEvents(read_model_engine(settings, name))
+        try:
+            row = store.get(str(args.parked_id))
+            if row is None:
+                continue
+            if row["status"] == HANDLED:
+                print(f"parked event {args.parked_id} was handled already", file=sys.stderr)
+                return 1
+            store.request_retry(str(args.parked_id))
+            print(f"parked event {args.parked_id} handed back to {row['consumer']} ({name}); it is handled at the "
+                  "consumer's next look", flush=True)
+            return 0
+        finally:
+            store.engine.dispose()
+    print(f"no parked event {args.parked_id}", file=sys.stderr)
+    return 2
+
+
 def _wait_for_signal(stop: threading.Event) -> None:
     def _stop(*_: object) -> None:
         stop.set()
@@ -241,7 +300,7 @@ def _wait_for_signal(stop: threading.Event) -> None:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="huhang", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
-    services = ("intake", "referral", "guardianship", "notifications")
+    services = ("intake", "referral", "guardianship", "notifications", "indicators")
 
     run = sub.add_parser("run", help="run everything in one process with demo data (embedded)")
     run.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
@@ -254,6 +313,11 @@ def parser() -> argparse.ArgumentParser:
     api.add_argument("--host", default=os.environ.get("HOST", "0.0.0.0"))  # noqa: S104 - a container's API
     api.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     api.set_defaults(func=cmd_api)
+
+    console = sub.add_parser("console", help="serve the web console and forward its API calls (distributed)")
+    console.add_argument("--host", default=os.environ.get("HOST", "0.0.0.0"))  # noqa: S104 - a container's port
+    console.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
+    console.set_defaults(func=cmd_console)
 
     worker = sub.add_parser("worker", help="run one service's outbox relay and consumers (distributed)")
     worker.add_argument("service", choices=services)
@@ -309,9 +373,27 @@ def parser() -> argparse.ArgumentParser:
     new_key = audit_sub.add_parser("new-key", help="print a new signing key (base64) for HUHANG_AUDIT_SIGNING_KEY")
     new_key.set_defaults(func=cmd_audit_new_key)
 
+    parked = sub.add_parser("parked", help="poison events parked by the consumers: list them, hand one back")
+    parked_sub = parked.add_subparsers(dest="parked_command", required=True)
+    parked_list = parked_sub.add_parser("list", help="list parked events (oldest first)")
+    parked_list.add_argument("--store", choices=PARKING_STORES, help="only this store's (default: every store)")
+    parked_list.add_argument("--consumer", default=None, help="only this consumer's (e.g. intake.relay, router)")
+    parked_list.add_argument("--status", choices=("parked", "retrying", "handled"), default=None)
+    parked_list.add_argument("--limit", type=int, default=100)
+    parked_list.add_argument("--json", action="store_true", help="as JSON, with the events")
+    parked_list.set_defaults(func=cmd_parked_list)
+    parked_retry = parked_sub.add_parser(
+        "retry", help="hand a parked event back to its consumer",
+        description="Exit status: 0 handed back, 1 handled already, 2 no such parked event.",
+    )
+    parked_retry.add_argument("parked_id", type=UUID)
+    parked_retry.set_defaults(func=cmd_parked_retry)
+
     from huhang.auth.commands import add_auth_commands
+    from services.indicators.commands import add_indicators_commands
 
     add_auth_commands(sub)
+    add_indicators_commands(sub)
     return p
 
 

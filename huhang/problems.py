@@ -1,7 +1,8 @@
 """RFC 9457 problem details: the one place where errors become HTTP answers.
 
 Every 4xx names the field(s) and the reason; unexpected errors answer a bare 500 problem with no internals
-(and the log carries the request id, never the request body).
+(and the log carries the request id, never the request body). A database that cannot be reached (restarting,
+failing over, out of connections) answers 503 with ``Retry-After``: the client's retry is the cure, not a bug report.
 """
 
 from __future__ import annotations
@@ -9,10 +10,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import Mapping, Sequence
+import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
 
+import psycopg
+import sqlalchemy.exc
+from eventsourcing.persistence import ConnectionUnavailableError, PersistenceError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -103,7 +108,91 @@ def validation_errors(errors: Sequence[dict[str, Any]]) -> list[FieldError]:
     return out
 
 
-def install_problem_handlers(app: FastAPI) -> None:
+UNAVAILABLE_TYPE = "urn:huhang:problem:database-unavailable"
+DEFAULT_RETRY_AFTER_S = 5
+# The families a database failure is raised as, whoever raised it: the drivers, SQLAlchemy (read models, positions,
+# keys) and eventsourcing (the event stores). Which of them mean "unavailable" is decided by database_unavailable.
+DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    psycopg.Error, sqlalchemy.exc.SQLAlchemyError, PersistenceError, sqlite3.Error,
+)
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc``, or an error it was raised from, says the database cannot serve the request right now and
+    a retry later may succeed: it is unreachable, restarting or shutting down (the connection refused, closed or
+    terminated by an administrator), no connection was free in time, or it is too busy (locked, out of
+    connections, a serialization failure or deadlock). Then the answer is 503 with ``Retry-After``, never a 500.
+
+    A mistake in a statement (a table missing, a constraint violated) is not: it stays a 500 (or its own 4xx),
+    which a retry would not cure."""
+    return any(_says_unavailable(cause) for cause in _causes(exc))
+
+
+def _causes(exc: BaseException, limit: int = 16) -> Iterator[BaseException]:
+    """``exc`` and what it was raised from or while handling (SQLAlchemy and eventsourcing wrap driver errors)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen and len(seen) < limit:
+        seen.add(id(current))
+        yield current
+        orig = getattr(current, "orig", None) if isinstance(current, sqlalchemy.exc.DBAPIError) else None
+        if isinstance(orig, BaseException) and orig is not current.__cause__:
+            yield orig
+        current = current.__cause__ or current.__context__
+
+
+def _says_unavailable(exc: BaseException) -> bool:
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        # PostgreSQL: connection failures, AdminShutdown / CannotConnectNow (a restart), the pool's PoolTimeout,
+        # too many connections, and class 40 (serialization failure, deadlock); InterfaceError: connection closed
+        return True
+    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, sqlalchemy.exc.TimeoutError | sqlalchemy.exc.DisconnectionError | ConnectionUnavailableError):
+        return True  # no pooled connection came free in time
+    if isinstance(exc, sqlite3.OperationalError):
+        code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+; "no such table" is an OperationalError too
+        return isinstance(code, int) and code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
+    return False
+
+
+def unavailable_response(instance: str | None, retry_after_s: int = DEFAULT_RETRY_AFTER_S) -> JSONResponse:
+    """503 problem+json saying when to try again (RFC 9110 §10.2.3: Retry-After in seconds)."""
+    return problem_response(
+        Problem(
+            type=UNAVAILABLE_TYPE, title=_title(503), status=503, instance=instance,
+            detail=f"The database cannot be reached for the moment. Retry after {retry_after_s} seconds, with the "
+                   "same Idempotency-Key: nothing is recorded twice.",
+        ),
+        headers={"Retry-After": str(retry_after_s)},
+    )
+
+
+def _log_unavailable(request: Request, exc: BaseException) -> None:
+    """Exception types only: a driver's message may quote the statement's parameters."""
+    root = [_type_name(cause) for cause in _causes(exc) if _says_unavailable(cause)]
+    logger.warning("database unavailable (%s <- %s) on %s %s", _type_name(exc), root[-1] if root else "?",
+                   request.method, request.url.path)
+
+
+def _type_name(exc: BaseException) -> str:
+    return f"{type(exc).__module__}.{type(exc).__qualname__}"
+
+
+def install_problem_handlers(app: FastAPI, *, retry_after_s: int = DEFAULT_RETRY_AFTER_S) -> None:
+    """Every error becomes a problem+json answer; ``retry_after_s`` is what a 503 for an unavailable database
+    tells the client (settings.unavailable_retry_after_s)."""
+
+    async def _database(request: Request, exc: Exception) -> JSONResponse:
+        if not database_unavailable(exc):
+            raise exc  # a real fault: the 500 below (ServerErrorMiddleware), as if no handler were here
+        _log_unavailable(request, exc)
+        return unavailable_response(request.url.path, retry_after_s)
+
+    for family in DATABASE_ERRORS:
+        app.add_exception_handler(family, _database)
+
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = validation_errors(exc.errors())
@@ -142,6 +231,9 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if database_unavailable(exc):  # raised outside the routes (a middleware) or wrapped in another error
+            _log_unavailable(request, exc)
+            return unavailable_response(request.url.path, retry_after_s)
         logger.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path)
         return problem_response(Problem(title=_title(500), status=500, instance=request.url.path))
 

@@ -101,7 +101,7 @@ class RateLimit:
 
     def __init__(
         self, app: ASGIApp, *, per_client: Rate, token_endpoint: Rate, token_path: str,
-        subject_of: Callable[[str], str | None], exempt: Collection[str] = ("/healthz",),
+        subject_of: Callable[[str], str | None], exempt: Collection[str] = ("/healthz", "/readyz"),
     ) -> None:
         self.app = app
         self.clients = TokenBuckets(per_client)

@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
     schema_prefix: str = "huhang_"
+    # While the database cannot be reached (restarting, failing over), requests answer 503 with this Retry-After
+    # (seconds) instead of failing; the pools reconnect by themselves when it is back (huhang/problems.py).
+    unavailable_retry_after_s: int = Field(default=5, ge=1, le=3600)
 
     # Transport between services: "inprocess" follows the notification logs directly (embedded);
     # "kafka" publishes through the outbox relays and consumes with consumer groups (distributed).
@@ -51,6 +54,8 @@ class Settings(BaseSettings):
     follow_window_s: float = 0.25
     sweep_interval_s: float = 60.0  # how often overdue referrals are escalated
     care_check_interval_s: float = 3600.0  # how often overdue visits, parent contacts and agreements are checked
+    # How often the indicators service re-evaluates colours after new events (services/indicators/colours.py).
+    indicators_colour_check_interval_s: float = Field(default=60.0, ge=0)
     # The visit regime (calendar months): contact every child monthly, visit the home every 3 months, and monthly
     # where the plan asks for more frequent visits (a disability, psychological abnormality, medium or high risk).
     visit_contact_every_months: int = Field(default=1, ge=1, le=12)
@@ -63,6 +68,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # Fault injection for the crash tests only: "<consumer name>:before-commit" kills the process there.
     failpoint: str | None = None
+    # Poison messages (huhang/parking.py): a batch failing this many times in a row (faults of the database, the
+    # broker or a peer excepted: those are retried for ever) is split to park the events that fail alone.
+    poison_max_attempts: int = Field(default=5, ge=1, le=100)
 
     # Tamper evidence (huhang/chain.py, huhang/checkpoints.py): every service's log is hash-chained, and its head is
     # signed every interval (and at shutdown) and published to files in audit_publish_dir (default data_dir/audit).

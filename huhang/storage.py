@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 from huhang.settings import Settings
 from huhang.sql import racing_ddl
@@ -45,7 +46,11 @@ def eventsourcing_env(settings: Settings, service: str) -> dict[str, str]:
         "POSTGRES_SCHEMA": schema_name(settings, service),
         "POSTGRES_POOL_SIZE": "2",  # group commit keeps writers few; processes x pools must fit max_connections
         "POSTGRES_MAX_OVERFLOW": "10",
-        "POSTGRES_CONNECT_TIMEOUT": "5",
+        # How long a request waits for a pooled connection before eventsourcing tries again (10 attempts): while
+        # PostgreSQL is down, a request gives up after about 10 x this and answers 503 (huhang/problems.py), well
+        # within a client's timeout; a short restart is ridden through. The pool reconnects by itself, and
+        # checks each connection before handing it out (pre-ping), so none broken by a restart is used.
+        "POSTGRES_CONNECT_TIMEOUT": "2",
         "POSTGRES_PRE_PING": "y",
     }
 
@@ -56,8 +61,15 @@ def _sqlalchemy_postgres_url(settings: Settings) -> str:
     )
 
 
+# libpq's own connect timeout (seconds; it has none by default): an unreachable host fails in this time instead
+# of hanging a request for minutes.
+CONNECT_TIMEOUT_S = 5
+
+
 def ensure_schema(settings: Settings, service: str) -> None:
-    engine = create_engine(_sqlalchemy_postgres_url(settings), pool_pre_ping=True)
+    engine = create_engine(
+        _sqlalchemy_postgres_url(settings), pool_pre_ping=True, connect_args={"connect_timeout": CONNECT_TIMEOUT_S}
+    )
 
     def create() -> None:
         with engine.begin() as conn:
@@ -79,10 +91,22 @@ def read_model_engine(settings: Settings, service: str) -> Engine:
     ensure_schema(settings, service)
     return create_engine(
         _sqlalchemy_postgres_url(settings),
-        pool_pre_ping=True,
+        pool_pre_ping=True,  # a connection broken by a restart is replaced before use: the pool recovers by itself
         pool_size=2,
         max_overflow=10,
-        connect_args={"options": f"-c search_path={schema_name(settings, service)}"},
+        connect_args={
+            "options": f"-c search_path={schema_name(settings, service)}", "connect_timeout": CONNECT_TIMEOUT_S,
+        },
+    )
+
+
+def readiness_engine(settings: Settings) -> Engine | None:
+    """For the readiness probe (``/readyz``): an engine that holds no connection between probes, so that a probe
+    answers whether PostgreSQL accepts a new connection now. None for SQLite files and memory (nothing to reach)."""
+    if settings.storage != "postgres":
+        return None
+    return create_engine(
+        _sqlalchemy_postgres_url(settings), poolclass=NullPool, connect_args={"connect_timeout": 2},
     )
 
 

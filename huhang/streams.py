@@ -26,6 +26,8 @@ from eventsourcing.application import Application
 from sqlalchemy import BigInteger, Column, Connection, Engine, MetaData, String, Table, select
 
 from contracts.envelope import CloudEvent
+from huhang.lease import Lease, run_leased
+from huhang.parking import ParkedEvents, handle_or_park, retry_parked, unavailable
 from huhang.personal import PersonalDataErased
 from huhang.sql import create_tables, dialect_insert, upsert
 
@@ -323,11 +325,18 @@ def rewind_source(source: EventSource) -> None:
 
 
 class Consumer:
-    """Runs a handler over a source: poll, handle, commit; on failure, back off and take the batch again."""
+    """Runs a handler over a source: poll, handle, commit; on failure, back off and take the batch again.
+
+    With ``parking`` (``huhang.parking``), a batch failing ``max_attempts`` times in a row for a reason other than
+    the infrastructure is split until the events that fail alone are found; those are parked and the rest handled
+    and committed, so one poison event never blocks the log or partition behind it. Parked events an operator hands
+    back are handled at the next look. With a ``lease`` (``huhang.lease``), ``run`` follows only while holding it.
+    """
 
     def __init__(
         self, name: str, source: EventSource, handler: EventHandler, poll_timeout_s: float = 0.5,
-        *, kill_before_commit: bool = False,
+        *, kill_before_commit: bool = False, parking: ParkedEvents | None = None, max_attempts: int = 5,
+        lease: Lease | None = None, retry_check_s: float = 1.0,
     ) -> None:
         self.name = name
         self.source = source
@@ -336,20 +345,54 @@ class Consumer:
         # Fault injection for crash tests (HUHANG_FAILPOINT=<consumer name>:before-commit): the process dies
         # with SIGKILL after handling a batch and before recording that it did.
         self.kill_before_commit = kill_before_commit
+        self.parking = parking
+        self.max_attempts = max_attempts
+        self.lease = lease
+        self.retry_check_s = retry_check_s
+        self._failures = 0  # of the batch in hand, in a row, not counting infrastructure faults
+        self._next_retry_check = 0.0
 
     def run_once(self) -> int | None:
         """Handle one batch; the number of events handled, or None when the source had nothing."""
+        self._retry_parked()
         batch = self.source.poll(self.poll_timeout_s)
         if batch is None:
             return None
         if batch.events:
-            self.handler.handle(batch.events)
+            self._handle(batch.events)
             if self.kill_before_commit:
                 os.kill(os.getpid(), signal.SIGKILL)
         batch.commit()
         return len(batch.events)
 
+    def _handle(self, events: Sequence[CloudEvent]) -> None:
+        try:
+            self.handler.handle(events)
+        except Exception as exc:
+            if self.parking is None or unavailable(exc):
+                raise
+            self._failures += 1
+            if self._failures < self.max_attempts:
+                raise
+            handle_or_park(self.handler.handle, events, parking=self.parking, consumer=self.name,
+                           attempts=self._failures)
+        self._failures = 0
+
+    def _retry_parked(self) -> None:
+        if self.parking is None or time.monotonic() < self._next_retry_check:
+            return
+        self._next_retry_check = time.monotonic() + self.retry_check_s
+        retry_parked(self.handler.handle, self.parking, self.name)
+
     def run(self, stop: threading.Event) -> None:
+        if self.lease is None:
+            self._run(stop)
+        else:
+            run_leased(self.lease, self._run, stop)
+        self.source.close()
+
+    def _run(self, stop: threading.Event) -> None:
+        rewind_source(self.source)  # a standby taking over starts from the position its predecessor recorded
         backoff = 0.1
         while not stop.is_set():
             try:
@@ -361,7 +404,6 @@ class Consumer:
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
                 rewind_source(self.source)  # the uncommitted batch must come again
-        self.source.close()
 
 
 def drain(consumer: Consumer, *, idle_polls: int = 2, limit_s: float = 30.0) -> int:

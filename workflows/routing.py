@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
@@ -23,6 +24,7 @@ from contracts.commands import OpenReferral
 from contracts.envelope import CloudEvent
 from contracts.events import ReferralReturned
 from contracts.routing import RoutingRules
+from huhang.parking import ParkedEvents, handle_or_park, retry_parked, unavailable
 from huhang.streams import EventSource, rewind_source
 from workflows.referral_gateway import ReferralGateway
 from workflows.rules_provider import RulesProvider
@@ -100,10 +102,24 @@ def _as_is(value: T) -> T:
 
 
 class Router:
-    def __init__(self, source: EventSource, gateway: ReferralGateway, rules: RoutingRules | RulesProvider) -> None:
+    """Routes batches of case events. A batch that keeps failing (``max_attempts`` flow runs in a row, faults of the
+    referral service's availability excepted) is split to park the events that cannot be routed
+    (``huhang.parking``); the rest is routed and committed. Parked events handed back are routed at the next look."""
+
+    NAME = "router"
+
+    def __init__(
+        self, source: EventSource, gateway: ReferralGateway, rules: RoutingRules | RulesProvider, *,
+        parking: ParkedEvents | None = None, max_attempts: int = 5, retry_check_s: float = 1.0,
+    ) -> None:
         self.source = source
         self.gateway = gateway
         self._rules = rules
+        self.parking = parking
+        self.max_attempts = max_attempts
+        self.retry_check_s = retry_check_s
+        self._failures = 0
+        self._next_retry_check = 0.0
 
     @property
     def rules(self) -> RoutingRules:
@@ -112,6 +128,7 @@ class Router:
 
     def route_batch(self, poll_timeout_s: float) -> int | None:
         """Route one batch inside the running flow; None when there was nothing to route."""
+        self._retry_parked()
         batch = self.source.poll(poll_timeout_s)
         if batch is None:
             return None
@@ -119,13 +136,50 @@ class Router:
         events = [e for e in batch.events if routable(rules, e)]
         opened = 0
         if events:
-            # quote(): Prefect need not walk the parameters (it cannot store them anyway); measured ~30 % of the
-            # router's busy time otherwise.
-            commands = plan_referrals_task(_as_is(rules), _as_is(events))
-            if commands:
-                opened = open_referrals_task(_as_is(self.gateway), _as_is(commands))
+            try:
+                # quote(): Prefect need not walk the parameters (it cannot store them anyway); measured ~30 % of
+                # the router's busy time otherwise.
+                commands = plan_referrals_task(_as_is(rules), _as_is(events))
+                if commands:
+                    opened = open_referrals_task(_as_is(self.gateway), _as_is(commands))
+            except Exception as exc:
+                opened = self._park_poison(rules, events, exc)
+            self._failures = 0
         batch.commit()
         return opened
+
+    def _route_directly(self, rules: RoutingRules, events: Sequence[CloudEvent]) -> int:
+        """Plan and open without Prefect tasks (no task retries): for splitting a failing batch."""
+        commands = plan_referrals(rules, events)
+        return self.gateway.open(commands) if commands else 0
+
+    def _park_poison(self, rules: RoutingRules, events: Sequence[CloudEvent], exc: Exception) -> int:
+        """Raise (the flow run fails; the batch comes again) until the batch failed ``max_attempts`` times for a
+        reason of its own; then route what can be routed and park the rest."""
+        if self.parking is None or unavailable(exc):
+            raise exc
+        self._failures += 1
+        if self._failures < self.max_attempts:
+            raise exc
+        opened = 0
+
+        def route(part: Sequence[CloudEvent]) -> None:
+            nonlocal opened
+            opened += self._route_directly(rules, part)
+
+        handle_or_park(route, events, parking=self.parking, consumer=self.NAME, attempts=self._failures)
+        return opened
+
+    def _retry_parked(self) -> None:
+        if self.parking is None or time.monotonic() < self._next_retry_check:
+            return
+        self._next_retry_check = time.monotonic() + self.retry_check_s
+        rules = self.rules
+
+        def route(events: Sequence[CloudEvent]) -> None:
+            self._route_directly(rules, events)
+
+        retry_parked(route, self.parking, self.NAME)
 
 
 @flow(name="route-case-events", validate_parameters=False, log_prints=False)

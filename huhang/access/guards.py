@@ -24,13 +24,16 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
-from contracts.agencies import LEAD_AGENCY, OUTSIDE_GOVERNMENT, Agency
+from contracts.agencies import LEAD_AGENCY, OUTSIDE_GOVERNMENT, SUPERVISING_AGENCIES, Agency
 from contracts.vocabulary import AccessPurpose
 from huhang.access.access_log import AccessEntry, AccessLog
 from huhang.access.case_access import CaseAccess
 from huhang.access.disclosure import AnswerKind, View, packaged_disclosure, redact
 from huhang.access.policy import (
+    AREA_AGENCIES,
+    CASE_ROLES,
     DENIED,
+    Basis,
     Decision,
     RecordFacts,
     holding_agencies,
@@ -45,6 +48,7 @@ from huhang.access.policy import (
     may_run_platform_jobs,
     may_search_area,
     may_write,
+    sees_everything,
 )
 from huhang.auth.dependency import authenticate
 from huhang.auth.principal import Principal, Role
@@ -59,11 +63,14 @@ class Forbidden(DomainError):
 FORBIDDEN_DOC = problem_doc(403, "Not for this caller (need-to-know; see `detail`)")
 
 
-def get_case_access(request: Request) -> CaseAccess:
+# The dependencies that do no I/O are ``async def``: FastAPI runs a plain ``def`` dependency in the thread pool, a
+# hop (and a wait for a free worker under load) per dependency per request. Those that query a read model stay
+# plain ``def`` so that they never block the event loop.
+async def get_case_access(request: Request) -> CaseAccess:
     return request.app.state.case_access
 
 
-def get_access_log(request: Request) -> AccessLog:
+async def get_access_log(request: Request) -> AccessLog:
     return request.app.state.access_log
 
 
@@ -72,7 +79,7 @@ CaseAccessDep = Annotated[CaseAccess, Depends(get_case_access)]
 AccessLogDep = Annotated[AccessLog, Depends(get_access_log)]
 
 
-def purpose_of(
+async def purpose_of(
     x_purpose: Annotated[
         AccessPurpose | None, Header(alias="X-Purpose", description="Why the record is read (recorded).")
     ] = None,
@@ -208,8 +215,8 @@ def child_access_check(child_id: UUID, request: Request, principal: Principal, a
     return (_write_child if write else _read_child)(child_id, request, principal, access, log, purpose)
 
 
-def agency_queue(request: Request, principal: PrincipalDep, log: AccessLogDep, purpose: PurposeDep) -> Access:
-    """An agency's inbox or notification feed (path parameter ``agency``): a search, logged."""
+async def agency_queue(request: Request, principal: PrincipalDep, log: AccessLogDep, purpose: PurposeDep) -> Access:
+    """An agency's inbox or notification feed (path parameter ``agency``): a search, logged (queued: no I/O)."""
     try:
         agency = Agency(_path_value(request, "agency") or "")
     except ValueError:  # refused by the route's own validation before the route runs
@@ -234,7 +241,7 @@ def agency_integration(request: Request, principal: PrincipalDep) -> Principal:
     return principal
 
 
-def creator(principal: PrincipalDep) -> Access:
+async def creator(principal: PrincipalDep) -> Access:
     """Filing a report, registering a child, importing a survey, appointing a director: a writing role."""
     decision = may_create(principal)
     if not decision.allowed:
@@ -276,6 +283,14 @@ def roster_reader(principal: PrincipalDep) -> Principal:
     return principal
 
 
+def operations_reader(principal: PrincipalDep) -> Principal:
+    """Operational figures (the streams' lag, ``huhang/ops_api.py``): platform administrators, auditors and the
+    platform's own workers. Ids and numbers only, nothing about a child: not an access to a record, not logged."""
+    if not principal.has(Role.administrator, Role.auditor, Role.system):
+        raise Forbidden("Only platform administrators, auditors and the platform's workers read operational figures.")
+    return principal
+
+
 def platform_job(principal: PrincipalDep) -> Principal:
     """The router's, the sweeps' and the daily jobs' own routes: the platform's workers only."""
     if not may_run_platform_jobs(principal):
@@ -294,6 +309,129 @@ def relief_lead(principal: PrincipalDep) -> Principal:
     if not may_match_relief(principal).allowed:
         raise Forbidden("Only the lead agency (civil affairs) matches needs to relief and charity services.")
     return principal
+
+
+def spot_check_lead(principal: PrincipalDep) -> Principal:
+    """Drawing the annual archive spot check (issue 8): the lead agency's supervisors and the platform."""
+    if not (principal.has(Role.system) or (principal.agency is LEAD_AGENCY and principal.has(Role.supervisor))):
+        raise Forbidden("Only a supervisor of the lead agency (civil affairs) draws a spot check.")
+    return principal
+
+
+def spot_checker(principal: PrincipalDep) -> Principal:
+    """Recording a sampled file's results: the lead agency's officers and supervisors, and the platform."""
+    if not (principal.has(Role.system)
+            or (principal.agency is LEAD_AGENCY and principal.has(Role.agency_officer, Role.supervisor))):
+        raise Forbidden("Only civil affairs records the results of a spot check.")
+    return principal
+
+
+def spot_check_reader(request: Request, principal: PrincipalDep, log: AccessLogDep, purpose: PurposeDep) -> Access:
+    """A spot check's sample (child ids), progress and summary: the lead and supervising agencies' case workers,
+    auditors and the platform. Reading is logged, as a search."""
+    unconditional = sees_everything(principal)
+    allowed = unconditional is not None and unconditional.allowed and principal.agency not in AREA_AGENCIES
+    return _decide(request, log, principal, unconditional if allowed and unconditional else DENIED, "search",
+                   purpose, refusal="Only civil affairs, the working committee office and auditors read spot checks.")
+
+
+def case_integrity_reader(request: Request, principal: PrincipalDep, log: AccessLogDep, purpose: PurposeDep) -> Access:
+    """A case's tamper check (``GET /v1/cases/{case_id}/integrity``): auditors, the lead and supervising agencies'
+    case workers and the platform, who see every case anyway; not the agencies holding a referral on it nor the
+    area's principals (the answer is about the stores, not the child). Logged as a read of the case."""
+    unconditional = sees_everything(principal)
+    allowed = unconditional is not None and unconditional.allowed and principal.agency not in AREA_AGENCIES
+    case_id = _path_id(request, "case_id")
+    if case_id is None:  # refused by the route's own validation before the route runs
+        return Access(principal, DENIED, purpose)
+    return _decide(request, log, principal, unconditional if allowed and unconditional else DENIED, "read", purpose,
+                   case_id=case_id,
+                   refusal="Only auditors, civil affairs and the working committee office run a case's tamper check.")
+
+
+def indicator_report_reader(principal: Principal, township: str | None) -> None:
+    """Monthly and annual indicator reports (shared figures, small cells suppressed): civil affairs, wcwc,
+    auditors and the platform for any unit; a township's own principals for their township's report only
+    (``township`` None: the county's report)."""
+    unconditional = sees_everything(principal)
+    if unconditional is not None and unconditional.allowed and principal.agency not in AREA_AGENCIES:
+        return
+    if principal.agency is Agency.township and principal.has(*CASE_ROLES) and principal.township is not None \
+            and township == principal.township:
+        return
+    raise Forbidden(
+        "Indicator reports are read by civil affairs, the working committee office and auditors; a township reads "
+        "its own township's report.",
+        errors=[FieldError(field="unit", reason="not a unit this caller reads reports of")],
+    )
+
+
+@dataclass(frozen=True)
+class IndicatorReader:
+    """Who reads indicator figures (issue 8), and how far: ``full`` (civil affairs, wcwc, auditors, the platform:
+    every unit, small cells shown unless published), else one ``township``'s units (its own principals), one
+    ``village`` (``<township>/<village>``, its child directors) or one ``agency``'s own referral figures (any
+    agency's case workers); all with small cells suppressed."""
+
+    principal: Principal
+    full: bool
+    township: str | None = None
+    agency: Agency | None = None
+    village: str | None = None
+
+
+def indicator_reader(principal: PrincipalDep) -> IndicatorReader:
+    unconditional = sees_everything(principal)
+    if unconditional is not None and unconditional.allowed and principal.agency not in AREA_AGENCIES:
+        return IndicatorReader(principal, full=True)
+    if principal.agency is Agency.township and principal.township is not None and principal.has(*CASE_ROLES):
+        return IndicatorReader(principal, full=False, township=principal.township)
+    if principal.agency is Agency.village and principal.township is not None and principal.village is not None \
+            and principal.has(*CASE_ROLES):
+        return IndicatorReader(principal, full=False, village=f"{principal.township}/{principal.village}")
+    if principal.agency not in OUTSIDE_GOVERNMENT and principal.agency not in AREA_AGENCIES \
+            and principal.has(*CASE_ROLES):
+        return IndicatorReader(principal, full=False, agency=principal.agency)
+    raise Forbidden("Indicators are read by civil affairs, the working committee office, auditors, the townships "
+                    "and villages (their own) and agencies (their own referral figures).")
+
+
+def indicator_unit_check(reader: IndicatorReader, unit_kind: str, unit: str | None, agency_figure: bool) -> None:
+    """A reader asks for one unit kind (and unit): refused (403 naming ``unit``) outside its scope."""
+    if reader.full:
+        return
+    if reader.township is not None and unit is not None and (
+        (unit_kind == "township" and unit == reader.township)
+        or (unit_kind == "village" and unit.startswith(f"{reader.township}/"))
+    ):
+        return
+    if reader.agency is not None and agency_figure and unit_kind == "agency" and unit == reader.agency.value:
+        return
+    if reader.village is not None and unit_kind == "village" and unit == reader.village:
+        return
+    raise Forbidden("Not a unit this caller reads indicators of.",
+                    errors=[FieldError(field="unit", reason="outside the caller's township or agency")])
+
+
+def indicator_drill_down(request: Request, principal: Principal, log: AccessLog, purpose: AccessPurpose | None,
+                         unit_kind: str, unit: str) -> Access:
+    """The child ids behind a figure: civil affairs and wcwc, and the township or village principals whose area is
+    the unit; logged as a search."""
+    decision = DENIED
+    if principal.agency in SUPERVISING_AGENCIES and principal.has(*CASE_ROLES):
+        decision = Decision(Basis.agency)
+    elif principal.agency in AREA_AGENCIES and principal.has(*CASE_ROLES) and principal.township is not None:
+        own_village = f"{principal.township}/{principal.village}"
+        township_unit = principal.agency is Agency.township and (
+            (unit_kind == "township" and unit == principal.township)
+            or (unit_kind == "village" and unit.startswith(f"{principal.township}/"))
+        )
+        village_unit = principal.agency is Agency.village and unit_kind == "village" and unit == own_village
+        if township_unit or village_unit:
+            decision = Decision(Basis.area)
+    return _decide(request, log, principal, decision, "search", purpose,
+                   refusal="The children behind a figure are shown to civil affairs, the working committee office "
+                           "and the unit's own township or village.")
 
 
 def area_search(request: Request, principal: Principal, log: AccessLog, purpose: AccessPurpose | None,
@@ -321,9 +459,15 @@ ChildWriter = Annotated[Access, Depends(child_writer)]
 AgencyQueue = Annotated[Access, Depends(agency_queue)]
 Creator = Annotated[Access, Depends(creator)]
 PlatformJob = Annotated[Principal, Depends(platform_job)]
+OperationsReader = Annotated[Principal, Depends(operations_reader)]
 RosterKeeper = Annotated[Principal, Depends(roster_keeper)]
 RosterReader = Annotated[Principal, Depends(roster_reader)]
 Overseer = Annotated[Access, Depends(overseer)]
 ReliefLead = Annotated[Principal, Depends(relief_lead)]
+SpotCheckLead = Annotated[Principal, Depends(spot_check_lead)]
+SpotChecker = Annotated[Principal, Depends(spot_checker)]
+SpotCheckReader = Annotated[Access, Depends(spot_check_reader)]
+CaseIntegrityReader = Annotated[Access, Depends(case_integrity_reader)]
 ProvinceSync = Annotated[Principal, Depends(province_sync)]
 AgencyIntegration = Annotated[Principal, Depends(agency_integration)]
+IndicatorReaderDep = Annotated[IndicatorReader, Depends(indicator_reader)]

@@ -22,7 +22,8 @@ from services.guardianship.schemas import (
 )
 
 
-def get_guardianship(request: Request) -> GuardianshipApplication:
+async def get_guardianship(request: Request) -> GuardianshipApplication:
+    # async: it only reads app.state, and a plain def dependency costs a thread-pool hop per request
     return request.app.state.guardianship
 
 

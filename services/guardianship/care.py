@@ -138,11 +138,17 @@ class CareFile(Aggregate):
                 errors=[FieldError(field="signed_on", reason="already signed")],
             )
         self._agreement_signed(
-            agreement_id=agreement_id, child_id=self.child_id, signed_on=signed_on, recorded_by=recorded_by
+            agreement_id=agreement_id, child_id=self.child_id, signed_on=signed_on, recorded_by=recorded_by,
+            start_on=agreement["start_on"], end_on=agreement["end_on"],
         )
 
     @event("AgreementSigned")
-    def _agreement_signed(self, agreement_id: UUID, child_id: UUID, signed_on: date, recorded_by: str) -> None:
+    def _agreement_signed(
+        self, agreement_id: UUID, child_id: UUID, signed_on: date, recorded_by: str, start_on: date | None = None,
+        end_on: date | None = None,
+    ) -> None:
+        """The agreement's term rides on the signature (published as ``EntrustedCareAgreementSigned``). Signatures
+        stored before it did lack both attributes: they replay with the defaults, and are not published."""
         self.agreements[str(agreement_id)].update(signed=True, signed_on=signed_on)
 
     # --- parent contact ---------------------------------------------------------------------------------------

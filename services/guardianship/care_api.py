@@ -8,12 +8,25 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from contracts.cases import care_case_id
-from huhang.access.guards import FORBIDDEN_DOC, ChildReader, ChildWriter, PlatformJob, acting_for
+from contracts.vocabulary import RiskColour, RiskLevel
+from huhang.access.guards import (
+    FORBIDDEN_DOC,
+    AccessLogDep,
+    ChildReader,
+    ChildWriter,
+    Forbidden,
+    PlatformJob,
+    PrincipalDep,
+    PurposeDep,
+    acting_for,
+    area_search,
+)
+from huhang.access.policy import is_area_bound
 from huhang.headers import IdempotencyKey
-from huhang.problems import PROBLEM_RESPONSES, problem_doc
+from huhang.problems import PROBLEM_RESPONSES, FieldError, Unprocessable, problem_doc
 from services.guardianship.care_application import (
     CareApplication,
     RecordAgreement,
@@ -35,9 +48,11 @@ from services.guardianship.care_schemas import (
     VisitPublic,
 )
 from services.guardianship.children import china_date
+from services.guardianship.risk import COLOURS
 
 
-def get_care(request: Request) -> CareApplication:
+async def get_care(request: Request) -> CareApplication:
+    # async: it only reads app.state, and a plain def dependency costs a thread-pool hop per request
     return request.app.state.care
 
 
@@ -200,3 +215,82 @@ def run_care_checks(body: CareCheckCreate, care: CareDep, _: PlatformJob) -> Car
         visit_overdue=result.visit_overdue, parent_contact_missed=result.parent_contact_missed,
         entrusted_care_flagged=result.entrusted_care_flagged,
     )
+
+
+# --- the child director's worklist (the web console's first page: one round trip) ---------------------------------
+
+
+class WorklistItem(BaseModel):
+    child_id: UUID
+    case_id: UUID
+    colour: RiskColour | None = Field(description="The guardianship risk colour (赋色); null before an assessment.")
+    covered: bool
+    frequent_visits: bool
+    parents_away: bool
+    next_contact_due_on: date
+    next_home_visit_due_on: date
+    contact_overdue_days: int
+    home_visit_overdue_days: int
+    parent_contact_missed: bool
+    entrusted_care: str
+
+
+class WorklistPublic(BaseModel):
+    township: str
+    village: str
+    as_of: date
+    items: list[WorklistItem] = Field(description="Most overdue first, then the earliest due.")
+
+
+def _worklist_area(
+    request: Request, principal: PrincipalDep, log: AccessLogDep, purpose: PurposeDep,
+    township: Annotated[str | None, Query(min_length=1, max_length=50, description="Default: the caller's.")] = None,
+    village: Annotated[str | None, Query(min_length=1, max_length=50, description="Default: the caller's.")] = None,
+) -> tuple[str, str]:
+    """A search over the children of one village (logged): those who see everything name it; a township its own
+    villages; a village principal or child director only its own village."""
+    township = area_search(request, principal, log, purpose, township)
+    if is_area_bound(principal) and principal.village is not None:
+        if village is not None and village != principal.village:
+            raise Forbidden(f"{principal.agency.value} sees only its own village's children.",
+                            errors=[FieldError(field="village", reason="not the caller's village")])
+        village = principal.village
+    missing = [name for name, value in (("township", township), ("village", village)) if value is None]
+    if township is None or village is None:
+        raise Unprocessable("Name the village.", errors=[FieldError(field=f, reason="required") for f in missing])
+    return township, village
+
+
+@router.get(
+    "/care/worklist",
+    response_model=WorklistPublic,
+    responses={422: PROBLEM_RESPONSES[422], **FORBIDDEN_DOC},
+    summary="A village's children with their colour and next due contact and home visit, overdue first",
+)
+def worklist(
+    care: CareDep, area: Annotated[tuple[str, str], Depends(_worklist_area)],
+    as_of: Annotated[date | None, Query(description="The day to judge on (default: today, China time).")] = None,
+) -> WorklistPublic:
+    """The child director's list (儿童主任的工作清单): every child of the village guardianship knows (`covered`:
+    left behind or in difficulty by the derived categories). Ids and codes only: the
+    child's name is in the child's file (`GET /v1/children/{id}`)."""
+    township, village = area
+    today = as_of or china_date(datetime.now(UTC))
+    items = []
+    for child in care.known_children.in_village(township, village):
+        found = care.care_of(child.child_id, today)
+        level = care.risk_level(child.child_id)
+        contact = found["parent_contact"]
+        items.append(WorklistItem(
+            child_id=child.child_id, case_id=found["case_id"], colour=COLOURS[RiskLevel(level)] if level else None,
+            covered=found["covered"], frequent_visits=found["frequent_visits"], parents_away=found["parents_away"],
+            next_contact_due_on=found["next_contact_due_on"], next_home_visit_due_on=found["next_home_visit_due_on"],
+            contact_overdue_days=found["contact_overdue_days"],
+            home_visit_overdue_days=found["home_visit_overdue_days"],
+            parent_contact_missed=bool(contact and contact["missed"]), entrusted_care=found["entrusted_care"],
+        ))
+    items.sort(key=lambda i: (
+        -max(i.contact_overdue_days, i.home_visit_overdue_days),
+        min(i.next_contact_due_on, i.next_home_visit_due_on), str(i.child_id),
+    ))
+    return WorklistPublic(township=township, village=village, as_of=today, items=items)

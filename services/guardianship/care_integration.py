@@ -1,24 +1,31 @@
 """Care's domain events as integration events (called from ``services.guardianship.integration``).
 
 Subject and case are the child's standing care case (``contracts.cases.care_case_id``). Codes and dates only:
-caregiver names, notes and the report's observations never leave guardianship. Agreements and parent contacts
-themselves publish nothing; what needs someone's action does (flags, misses, overdue visits).
+caregiver names, notes and the report's observations never leave guardianship. What needs someone's action is
+published (flags, misses, overdue visits), and so are the facts the indicators count: a parent contact, an agreement
+signed (recorded signed, or its signature recorded later) with its term. An agreement ends by date only: nothing
+revokes one, so no event marks its end.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import date
 from typing import Any
 
 from contracts.agencies import LEAD_AGENCY
 from contracts.cases import care_case_id
 from contracts.envelope import CloudEvent
 from contracts.events import (
+    EntrustedCareAgreementSigned,
+    EntrustedCareAgreementSignedData,
     EntrustedCareFlagged,
     EntrustedCareFlaggedData,
     ParentContactMissed,
     ParentContactMissedData,
+    ParentContactRecorded,
+    ParentContactRecordedData,
     VisitOverdue,
     VisitOverdueData,
     VisitRecorded,
@@ -61,7 +68,33 @@ def care_integration_events(e: Any) -> Sequence[CloudEvent]:
     if isinstance(e, EntrustedCareNotice.Raised):  # type: ignore[attr-defined]
         event_id = integration_event_id(e)
         return [_flagged(e, event_id, e.problem, LEAD_AGENCY.value)]
+    if isinstance(e, CareFile.ParentContactRecorded):  # type: ignore[attr-defined]
+        event_id = integration_event_id(e)
+        return [ParentContactRecorded(
+            **_envelope(e, event_id, ParentContactRecorded.schema_uri(), e.recorded_by),
+            data=ParentContactRecordedData(
+                contact_id=e.contact_id, child_id=e.child_id, case_id=care_case_id(e.child_id),
+                contacted_on=e.contacted_on, channel=e.channel, parent=e.parent,
+            ),
+        )]
+    if isinstance(e, CareFile.AgreementRecorded) and e.signed:  # type: ignore[attr-defined]
+        return [_agreement_signed(e, e.signed_on, e.start_on, e.end_on)]
+    if isinstance(e, CareFile.AgreementSigned):  # type: ignore[attr-defined]
+        # A signature stored before signatures carried the term has no ``start_on`` (nor ``end_on``) and is not
+        # published: its term is unknown here, and an agreement counted in force for ever would hide a gap.
+        start_on = getattr(e, "start_on", None)
+        return [] if start_on is None else [_agreement_signed(e, e.signed_on, start_on, getattr(e, "end_on", None))]
     return []
+
+
+def _agreement_signed(e: Any, signed_on: date, start_on: date, end_on: date | None) -> EntrustedCareAgreementSigned:
+    return EntrustedCareAgreementSigned(
+        **_envelope(e, integration_event_id(e), EntrustedCareAgreementSigned.schema_uri(), e.recorded_by),
+        data=EntrustedCareAgreementSignedData(
+            agreement_id=e.agreement_id, child_id=e.child_id, case_id=care_case_id(e.child_id), signed_on=signed_on,
+            starts_on=start_on, expires_on=end_on,
+        ),
+    )
 
 
 def _envelope(e: Any, event_id: uuid.UUID, dataschema: str, actor: str) -> dict[str, Any]:

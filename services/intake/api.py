@@ -65,11 +65,12 @@ from services.intake.schemas import (
 from services.intake.timeline import CaseTimeline
 
 
-def get_intake(request: Request) -> IntakeApplication:
+async def get_intake(request: Request) -> IntakeApplication:
+    # async: it only reads app.state, and a plain def dependency costs a thread-pool hop per request
     return request.app.state.intake
 
 
-def get_timeline(request: Request) -> CaseTimeline:
+async def get_timeline(request: Request) -> CaseTimeline:
     return request.app.state.timeline
 
 

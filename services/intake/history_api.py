@@ -19,7 +19,8 @@ from services.intake.history_store import CaseHistory, CaseHistoryStore
 router = APIRouter(prefix="/v1", tags=["reports and cases"])
 
 
-def get_history(request: Request) -> CaseHistoryStore:
+async def get_history(request: Request) -> CaseHistoryStore:
+    # async: it only reads app.state, and a plain def dependency costs a thread-pool hop per request
     store: CaseHistoryStore = request.app.state.timeline.history
     return store
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -16,6 +16,7 @@ from huhang.access.api import break_glass_router, install_access
 from huhang.access.break_glass import BreakGlass
 from huhang.access.case_access import CaseAccess
 from huhang.idempotency import IdempotencyStore
+from huhang.integrity import CaseIntegrity
 from huhang.personal import child_keys
 from huhang.service import Subscription
 from huhang.settings import Settings
@@ -28,6 +29,7 @@ from services.intake.history_api import router as history_router
 from services.intake.inbound import to_integration_events as inbound_integration_events
 from services.intake.inbound_api import router as inbound_router
 from services.intake.integration import to_integration_events
+from services.intake.integrity_api import router as integrity_router
 from services.intake.province_sync import router as province_sync_router
 from services.intake.survey_api import router as survey_router
 from services.intake.timeline import CaseTimeline
@@ -55,19 +57,26 @@ class IntakeService:
     idempotency: IdempotencyStore
     name: str = "intake"
     title: str = "Huhang intake"
+    peers: dict[str, Any] = field(default_factory=dict)  # the other services built in this process (embedded)
 
     def to_integration_events(self) -> DomainToContract:
         return intake_integration_events
 
     def routers(self) -> list[APIRouter]:
         return [router, children, survey_router, history_router, break_glass_router, erasure_router, inbound_router,
-                province_sync_router]
+                province_sync_router, integrity_router]
+
+    def connect(self, peers: Mapping[str, Any]) -> None:
+        """In one process with the other services: the case tamper check reads their stores through them."""
+        self.peers = dict(peers)
 
     def bind(self, api: FastAPI) -> None:
         api.state.intake = self.application
         api.state.timeline = self.timeline
         api.state.break_glass = self.break_glass
         api.state.idempotency = self.idempotency
+        # The tamper check reads every service's store: through the services here, the others built from settings.
+        api.state.case_integrity = CaseIntegrity(self.settings, {**self.peers, self.name: self})
         install_access(api, self.case_access, self.access_log)
 
     def subscriptions(self) -> list[Subscription]:

@@ -22,7 +22,8 @@ EVENT_TYPES = frozenset(cls.event_type for cls in CONTRACT_EVENTS)
 MAX_SEQUENCE = 2**63 - 1  # the feed's sequences are BIGINTs: a larger cursor is a 422, not a database error
 
 
-def get_feed(request: Request) -> NotificationFeed:
+async def get_feed(request: Request) -> NotificationFeed:
+    # async: it only reads app.state, and a plain def dependency costs a thread-pool hop per request
     return request.app.state.feed
 
 
@@ -30,7 +31,7 @@ def get_stream_policy(request: Request) -> StreamPolicy:
     return request.app.state.feed_stream
 
 
-def feed_filter(
+async def feed_filter(  # async: checks only, no I/O (a plain def costs a thread-pool hop)
     event_types: Annotated[list[str] | None, Query(
         description="Only notices made from these event types (repeat the parameter); all when left out.",
         max_length=100,

@@ -37,6 +37,7 @@ class NotificationKind(StrEnum):
     visit_overdue = "visit_overdue"  # to the village: a contact or home visit is overdue (services/.../reminders.py)
     parent_contact_missed = "parent_contact_missed"  # to the village (and the township when repeated)
     daily_digest = "daily_digest"  # to each agency: yesterday's notices by kind (services/notifications/digest.py)
+    indicator_colour_changed = "indicator_colour_changed"  # to the lead agency and the unit's township (colours.py)
 
 
 # The status changes a reporter hears of: (kind, priority, Chinese text, English text) by status.

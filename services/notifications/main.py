@@ -15,6 +15,7 @@ from huhang.storage import eventsourcing_env, read_model_engine
 from huhang.streams import DomainToContract, Positions
 from services.notifications.api import router
 from services.notifications.application import NotificationsApplication
+from services.notifications.colours import ColourNotices
 from services.notifications.feed import NotificationFeed
 from services.notifications.integration import to_integration_events
 from services.notifications.stream import StreamPolicy
@@ -59,6 +60,7 @@ class NotificationsService:
             Subscription("notifications.feed", self.feed, ("intake", "referral", "guardianship")),
             Subscription("notifications.webhooks", self.webhooks, ("intake", "referral", "guardianship")),
             Subscription("notifications.erasure", ErasureFollower(keys_of(self.application)), ("intake",)),
+            Subscription("notifications.colours", ColourNotices(self.feed), ("indicators",)),
         ]
 
     def deliverer(self) -> Deliverer:

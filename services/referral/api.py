@@ -52,11 +52,12 @@ from services.referral.schemas import (
 from services.referral.sweep import sweep_overdue
 
 
-def get_referrals(request: Request) -> ReferralApplication:
+async def get_referrals(request: Request) -> ReferralApplication:
+    # async: it only reads app.state, and a plain def dependency costs a thread-pool hop per request
     return request.app.state.referral
 
 
-def get_inbox(request: Request) -> Inbox:
+async def get_inbox(request: Request) -> Inbox:
     return request.app.state.inbox
 
 

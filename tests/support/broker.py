@@ -3,15 +3,21 @@
 ``running_broker()`` yields a bootstrap address. With ``HUHANG_TEST_KAFKA_BOOTSTRAP`` set (e.g. a real Apache
 Kafka at ``127.0.0.1:9092``) it yields that and starts nothing; otherwise it starts Tansu (memory storage) on a
 free loopback port, waits until it answers a Kafka metadata request, and stops it afterwards.
+
+``tansu_with_outages()`` starts a Tansu of its own behind a ``BrokerOutage`` proxy, for tests that take the broker
+away (refused and reset connections) and bring it back with its topics, records and committed offsets.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -109,10 +115,14 @@ class TansuBroker:
 
 
 @contextmanager
-def tansu_broker() -> Iterator[TansuBroker]:
-    """Start a Tansu broker (memory storage) on a free loopback port, always; stop it afterwards."""
+def tansu_broker(advertised_port: int | None = None) -> Iterator[TansuBroker]:
+    """Start a Tansu broker (memory storage) on a free loopback port, always; stop it afterwards.
+
+    ``advertised_port``: the port Tansu tells clients to connect to (a ``BrokerOutage`` proxy in front of it).
+    """
     port = free_port()
     url = f"tcp://127.0.0.1:{port}"
+    advertised = f"tcp://127.0.0.1:{advertised_port or port}"
     bootstrap = f"127.0.0.1:{port}"
     env = {key: value for key, value in os.environ.items() if key not in _TANSU_ENV_VARS}
     with tempfile.TemporaryFile() as log:
@@ -123,7 +133,7 @@ def tansu_broker() -> Iterator[TansuBroker]:
                 "--listener-url",
                 url,
                 "--advertised-listener-url",
-                url,
+                advertised,
                 "--storage-engine",
                 "memory://tansu/",
             ],
@@ -140,7 +150,7 @@ def tansu_broker() -> Iterator[TansuBroker]:
                     log.seek(0)
                     output = log.read().decode(errors="replace")[-2000:]
                     raise RuntimeError(f"Tansu exited with {process.returncode}:\n{output}")
-                if _port_open(port) and _answers_metadata(bootstrap):
+                if _port_open(port) and (advertised_port is not None or _answers_metadata(bootstrap)):
                     break
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"Tansu did not answer on {bootstrap} within {STARTUP_TIMEOUT_S}s")
@@ -162,3 +172,114 @@ def running_broker() -> Iterator[str]:
         return
     with tansu_broker() as broker:
         yield broker.bootstrap
+
+
+class BrokerOutage:
+    """A loopback TCP proxy in front of a broker that can take the broker away and bring it back, data kept.
+
+    Tansu keeps its data in memory only (its other storages are PostgreSQL with its own schema, and S3): a stopped
+    Tansu comes back empty, without topics or committed offsets, which is not an outage but a new cluster. So the
+    broker stays up and the proxy is what clients know (Tansu advertises the proxy's port): ``stop()`` closes the
+    listening socket (new connections are refused) and resets every open connection, exactly what clients see of
+    a broker that went down; ``start()`` listens again on the same port.
+    """
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self.upstream: tuple[str, int] | None = None
+        self._lock = threading.Lock()
+        self._listener: socket.socket | None = None
+        self._connections: set[socket.socket] = set()
+        self._accepting: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._listener is not None
+
+    def start(self) -> None:
+        if self.upstream is None:
+            raise RuntimeError("BrokerOutage.start before the upstream broker is known")
+        with self._lock:
+            if self._listener is not None:
+                return
+            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind(("127.0.0.1", self.port))
+            listener.listen(128)
+            self._listener = listener
+        self._accepting = threading.Thread(target=self._accept, args=(listener,), name="broker-proxy", daemon=True)
+        self._accepting.start()
+
+    def stop(self) -> None:
+        """The broker goes away: no new connection is accepted and every open one is reset."""
+        with self._lock:
+            listener, self._listener = self._listener, None
+            connections, self._connections = self._connections, set()
+        if listener is not None:
+            _close(listener)
+        for conn in connections:
+            with contextlib.suppress(OSError):  # RST, not FIN: as when the broker's process dies
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            _close(conn)
+        if self._accepting is not None:
+            self._accepting.join(5)
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # the listener was closed: stopped
+            try:
+                upstream = socket.create_connection(self.upstream or ("127.0.0.1", 0), timeout=5)
+            except OSError:
+                _close(client)
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                if self._listener is not listener:  # stopped meanwhile
+                    _close(client)
+                    _close(upstream)
+                    return
+                self._connections.update((client, upstream))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), name="broker-proxy-pipe", daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while chunk := source.recv(65536):
+                sink.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            with self._lock:
+                self._connections.discard(source)
+                self._connections.discard(sink)
+            _close(source)
+            _close(sink)
+
+
+def _close(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.close()
+
+
+@contextmanager
+def tansu_with_outages() -> Iterator[BrokerOutage]:
+    """A Tansu broker of its own behind a ``BrokerOutage`` proxy (a test that takes its broker away must not take
+    the session's); yields the proxy, started, its ``bootstrap`` the address to give clients."""
+    outage = BrokerOutage()
+    with tansu_broker(advertised_port=outage.port) as broker:
+        host, port = broker.bootstrap.rsplit(":", 1)
+        outage.upstream = (host, int(port))
+        outage.start()
+        try:
+            deadline = time.monotonic() + STARTUP_TIMEOUT_S
+            while not _answers_metadata(outage.bootstrap):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"Tansu did not answer through {outage.bootstrap}")
+                time.sleep(0.1)
+            yield outage
+        finally:
+            outage.stop()

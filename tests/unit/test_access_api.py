@@ -142,18 +142,24 @@ EVERYBODY = set(EVERYONE)
 PLATFORM = {"system"}
 POLICE_INTEGRATION = {"system", "police_officer", "police_system"}  # the agency's own webhooks: itself only
 RELIEF_LEADS = {"system", "lead_officer", "lead_supervisor"}
+SPOT_CHECK_READERS = {"system", "auditor", "lead_officer", "lead_supervisor", "wcwc_officer"}  # and county reports
+OPERATORS = {"system", "auditor", "administrator"}  # operational figures (huhang/ops_api.py)
+INDICATOR_READERS = set(EVERYONE) - {"administrator"}  # each within its scope (unit, agency): 403 outside it
+FULL_INDICATOR_READERS = {"system", "auditor", "lead_officer", "lead_supervisor", "wcwc_officer"}
 
 # Who is let through, route by route. A route missing here fails the walk: a new route must be classified.
 # "Body first": the route validates its body before its own checks; an empty body answers 422 to everyone (those
 # routes' rules are tested on their own below).
 ALLOWED: dict[str, set[str]] = {
     "GET /healthz": EVERYBODY,
+    "GET /readyz": EVERYBODY,
     "GET /.well-known/jwks.json": EVERYBODY,
     "POST /v1/oauth/token": EVERYBODY,
     "POST /v1/reports": CREATORS,
     "GET /v1/cases/{case_id}": READERS,
     "GET /v1/cases/{case_id}/timeline": READERS,
     "GET /v1/cases/{case_id}/history": READERS,
+    "GET /v1/cases/{case_id}/integrity": SPOT_CHECK_READERS,  # the tamper check: auditors, lead, wcwc
     "GET /v1/cases/{case_id}/referrals": READERS,
     "GET /v1/children/{child_id}": READERS,
     "POST /v1/children": CREATORS,
@@ -214,6 +220,7 @@ ALLOWED: dict[str, set[str]] = {
     "POST /v1/children/{child_id}/parent-contacts": WRITERS,
     "POST /v1/children/{child_id}/visits": WRITERS,
     "GET /v1/children/{child_id}/care": READERS,
+    "GET /v1/care/worklist": AREA_SEARCHERS,
     "POST /v1/care-checks": PLATFORM,
     "GET /v1/organisations": EVERYBODY,
     "GET /v1/organisations/{organisation_id}": EVERYBODY,
@@ -231,8 +238,22 @@ ALLOWED: dict[str, set[str]] = {
     "POST /v1/cases/{case_id}/needs/{need_id}/matches/{match_id}/withdrawal": RELIEF_LEADS,
     "POST /v1/organisations/{organisation_id}/offers/{match_id}/decline": PLATFORM,
     "GET /v1/relief/figures": OVERSEERS,
+    "POST /v1/spot-checks": {"system", "lead_supervisor"},
+    "GET /v1/spot-checks/{spot_check_id}": SPOT_CHECK_READERS,
+    "POST /v1/spot-checks/{spot_check_id}/files/{child_id}": {"system", "lead_officer", "lead_supervisor"},
+    "GET /v1/spot-checks/{spot_check_id}/summary": SPOT_CHECK_READERS,
+    "GET /v1/reports/indicators/monthly": SPOT_CHECK_READERS,  # the county's report; a township reads its own
+    "GET /v1/reports/indicators/annual": SPOT_CHECK_READERS,
+    "GET /v1/indicators": INDICATOR_READERS,
+    "GET /v1/indicators/values": FULL_INDICATOR_READERS | {"township_officer"},  # townships by default: its own
+    "GET /v1/indicators/colour-changes": INDICATOR_READERS,  # filtered to the caller's scope
+    "GET /v1/indicators/{code}/trend": INDICATOR_READERS,  # then 422: unit_kind and unit are required
+    "GET /v1/indicators/{code}/children": INDICATOR_READERS,  # then 422 (the unit's own area: tested apart)
+    "GET /v1/ops/streams": OPERATORS,
+    "GET /v1/parked-events": OPERATORS,  # poison events (huhang/parking_api.py)
+    "POST /v1/parked-events/{parked_id}/retry": {"system", "administrator"},
 }
-UNAUTHENTICATED_ROUTES = {"GET /healthz", "GET /.well-known/jwks.json", "POST /v1/oauth/token"}
+UNAUTHENTICATED_ROUTES = {"GET /healthz", "GET /readyz", "GET /.well-known/jwks.json", "POST /v1/oauth/token"}
 
 
 def api_routes(routes: Iterable[Any]) -> Iterator[APIRoute]:
@@ -252,10 +273,10 @@ def operations(app: FastAPI) -> list[tuple[str, str]]:
 def concrete(path: str, platform: Platform) -> str:
     values = {
         "case_id": platform.case_id, "child_id": platform.child_id, "other_id": platform.child_id,
-        "referral_id": platform.referrals["police"], "agency": "police",
+        "referral_id": platform.referrals["police"], "agency": "police", "code": "visit_compliance",
     }
     for name in ("grant_id", "director_id", "agreement_id", "organisation_id", "need_id", "match_id", "webhook_id",
-                 "delivery_id"):
+                 "delivery_id", "parked_id", "spot_check_id"):
         values[name] = uuid.uuid4()
     return path.format(**{k: str(v) for k, v in values.items()})
 

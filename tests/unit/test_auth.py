@@ -37,8 +37,8 @@ from huhang.storage import read_model_engine
 from tests.support.auth import bearer, client_for
 
 TOKEN_URL = "/v1/oauth/token"
-OPEN_PATHS = {"/healthz", "/.well-known/jwks.json", TOKEN_URL, "/openapi.json", "/docs", "/docs/oauth2-redirect",
-              "/redoc"}
+OPEN_PATHS = {"/healthz", "/readyz", "/.well-known/jwks.json", TOKEN_URL, "/openapi.json", "/docs",
+              "/docs/oauth2-redirect", "/redoc"}
 OFFICER = Principal("p-0001", "person", Agency.police, frozenset({Role.agency_officer}), "虹桥镇", None)
 
 

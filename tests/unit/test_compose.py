@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from huhang.cli import parser
+from huhang.console.gateway import UPSTREAMS, ConsoleSettings
 from huhang.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,7 +34,7 @@ def test_every_huhang_command_parses_with_the_cli(compose: dict[str, Any]) -> No
 
 def test_each_service_has_an_api_and_a_worker_and_there_is_a_router(compose: dict[str, Any]) -> None:
     commands = [tuple(s["command"][1:3]) for s in _huhang_services(compose).values()]
-    for service in ("intake", "referral", "guardianship", "notifications"):
+    for service in ("intake", "referral", "guardianship", "notifications", "indicators"):
         assert ("api", service) in commands
         assert ("worker", service) in commands
     assert ("router",) in [c[:1] for c in commands if c[0] == "router"]
@@ -48,7 +49,7 @@ def test_published_ports_match_the_api_ports(compose: dict[str, Any]) -> None:
 
 
 def test_environment_names_only_real_settings(compose: dict[str, Any]) -> None:
-    fields = {f"HUHANG_{name.upper()}" for name in Settings.model_fields}
+    fields = {f"HUHANG_{name.upper()}" for name in [*Settings.model_fields, *ConsoleSettings.model_fields]}
     for name, service in _huhang_services(compose).items():
         unknown = {k for k in service["environment"] if k.startswith("HUHANG_")} - fields
         assert not unknown, (name, unknown)
@@ -78,3 +79,20 @@ def test_the_image_copies_every_package_and_files_compose_mounts_exist(compose: 
         source = volume.split(":")[0]
         if source.startswith("./"):
             assert (ROOT / source).exists(), source
+
+
+def test_the_console_reaches_every_service_api_where_compose_serves_it(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    console = services["console"]
+    assert console["command"][1] == "console"
+    port = console["command"][console["command"].index("--port") + 1]
+    assert console["ports"] == [f"{port}:{port}"]
+    settings = ConsoleSettings(**{  # as the console process reads its environment
+        name.removeprefix("HUHANG_").lower(): value for name, value in console["environment"].items()
+        if name.startswith("HUHANG_") and name.removeprefix("HUHANG_").lower() in ConsoleSettings.model_fields
+    })
+    for service in UPSTREAMS:
+        if service not in services:
+            continue
+        api_port = services[service]["command"][services[service]["command"].index("--port") + 1]
+        assert settings.url_of(service) == f"http://{service}:{api_port}", service

@@ -19,6 +19,7 @@ from contracts.events import (
     ChildrenMerged,
     CourtProtectionOrderIssued,
     EmergencyTreatmentReported,
+    EntrustedCareAgreementSigned,
     EntrustedCareFlagged,
     GuardianshipRiskAssessed,
     InterventionRecorded,
@@ -26,11 +27,13 @@ from contracts.events import (
     JobAssistanceRequested,
     NeedRecorded,
     ParentContactMissed,
+    ParentContactRecorded,
     ReferralStatusChanged,
     ReferralStatusChangedData,
     ReportFiled,
     SchoolDropoutReported,
     SchoolReturnReported,
+    SpotCheckFollowUpRequired,
     VisitOverdue,
     VisitRecorded,
 )
@@ -98,6 +101,10 @@ BASE_DATA: dict[type[CloudEvent], dict[str, Any]] = {
         "township": "虹桥镇", "village": "溪西村",
     },
     EntrustedCareFlagged: {"problem": "missing", "township": "虹桥镇", "village": "溪西村"},
+    ParentContactRecorded: {"contacted_on": date(2026, 11, 24), "channel": "video", "parent": "mother"},
+    EntrustedCareAgreementSigned: {
+        "signed_on": date(2026, 3, 1), "starts_on": date(2026, 3, 1), "expires_on": date(2027, 2, 28),
+    },
     InterventionRecorded: {
         "kind": "admonition", "agency": "village", "documents": (), "township": "虹桥镇", "village": "溪西村",
     },
@@ -106,9 +113,13 @@ BASE_DATA: dict[type[CloudEvent], dict[str, Any]] = {
         "expires_at": EVENT_TIME + timedelta(hours=4), "township": "虹桥镇", "village": "溪西村",
     },
     NeedRecorded: {"category": "tuition_supplies", "found_by": "village", "township": "虹桥镇", "village": "溪西村"},
+    SpotCheckFollowUpRequired: {
+        "year": 2026, "items_failed": ("director_assigned",), "township": "虹桥镇", "village": "溪西村",
+    },
 }
 CLASS_OF_TYPE = {cls.event_type: cls for cls in BASE_DATA}
-ID_FIELDS = ("report_id", "assessment_id", "order_id", "intervention_id", "visit_id", "grant_id", "need_id")
+ID_FIELDS = ("report_id", "assessment_id", "order_id", "intervention_id", "visit_id", "grant_id", "need_id",
+             "spot_check_id", "contact_id", "agreement_id")
 
 
 def make_event(cls: type[CloudEvent], event_id: uuid.UUID | None = None, **data: Any) -> CloudEvent:
@@ -221,6 +232,12 @@ def test_an_event_type_without_rules_opens_no_referral():
     )
 
     assert RULES.route(event) == []
+
+
+@pytest.mark.parametrize("cls", [ParentContactRecorded, EntrustedCareAgreementSigned], ids=lambda c: c.__name__)
+def test_care_done_as_the_plan_asks_opens_no_referral(cls):
+    """A parent's call or a signed agreement is counted (indicators), not routed: only their absence is."""
+    assert RULES.route(make_event(cls)) == []
 
 
 # --- examples from the issue --------------------------------------------------------------------------------------

@@ -1,0 +1,79 @@
+"""What keeps the request path cheap under the county's mixed workload (issue 7), held so that it stays so.
+
+- Every inbox read counts the agency's referrals by status: an index on (owner, status) lets the count read the
+  index alone, and a store made before the index gains it when the service starts.
+- Dependencies that do no I/O are ``async def``: FastAPI runs a plain ``def`` dependency in the thread pool, a
+  hop (and, under load, a wait for a free worker) per dependency per request.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, func, select
+from sqlalchemy import inspect as sql_inspect
+
+from huhang.access import guards
+from huhang.settings import Settings
+from huhang.storage import read_model_engine
+from services.guardianship import api as guardianship_api
+from services.guardianship import care_api
+from services.intake import api as intake_api
+from services.intake import history_api
+from services.notifications import api as notifications_api
+from services.referral import api as referral_api
+from services.referral.inbox import Inbox, owner_status_index, referrals_table
+from tests.conftest import postgres_settings
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
+def engine(request: pytest.FixtureRequest, tmp_path: Any) -> Engine:
+    settings = (Settings(storage="sqlite", data_dir=tmp_path / "data") if request.param == "sqlite"
+                else postgres_settings(request.getfixturevalue("postgres_url")))
+    return read_model_engine(settings, "referral")
+
+
+def _indexes(engine: Engine) -> set[str]:
+    return {str(ix["name"]) for ix in sql_inspect(engine).get_indexes(referrals_table.name)}
+
+
+def test_a_store_made_before_the_owner_status_index_gains_it(engine: Engine) -> None:
+    Inbox(engine)
+    owner_status_index.drop(engine)  # as a store made before the index was
+    assert owner_status_index.name not in _indexes(engine)
+    Inbox(engine)
+    assert owner_status_index.name in _indexes(engine)
+    Inbox(engine)  # and again: already there, nothing to do
+
+
+def test_counting_an_inbox_by_status_reads_the_index_alone() -> None:
+    engine = read_model_engine(Settings(storage="memory"), "referral")
+    Inbox(engine)
+    t = referrals_table
+    query = select(t.c.status, func.count()).where(t.c.owner_agency == "police").group_by(t.c.status)
+    sql = str(query.compile(engine, compile_kwargs={"literal_binds": True}))
+    with engine.connect() as conn:
+        plan = " ".join(str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
+    assert f"COVERING INDEX {owner_status_index.name}" in plan
+
+
+NO_IO_DEPENDENCIES: list[Callable[..., Any]] = [
+    guards.get_case_access, guards.get_access_log, guards.purpose_of, guards.agency_queue, guards.creator,
+    referral_api.get_referrals, referral_api.get_inbox, intake_api.get_intake, intake_api.get_timeline,
+    history_api.get_history, guardianship_api.get_guardianship, care_api.get_care, notifications_api.get_feed,
+    notifications_api.feed_filter,
+]
+
+
+@pytest.mark.parametrize("dependency", NO_IO_DEPENDENCIES, ids=lambda d: f"{d.__module__}.{d.__name__}")
+def test_dependencies_without_io_run_on_the_event_loop(dependency: Callable[..., Any]) -> None:
+    assert inspect.iscoroutinefunction(dependency)
+
+
+def test_dependencies_that_query_a_read_model_stay_off_the_event_loop() -> None:
+    """The guards that read the case-access read model block on the database: never on the event loop."""
+    for dependency in (guards.case_reader, guards.case_writer, guards.child_reader, guards.child_writer):
+        assert not inspect.iscoroutinefunction(dependency)
