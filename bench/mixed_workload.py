@@ -59,12 +59,13 @@ from bench._load.county import CONCERNS, OFFICER_AGENCIES, bearer
 from bench._pg import DATABASE_URL, drop_schemas
 from bench._results import write_results
 from bench.intake_and_routing import SyntheticReports, latency_ms, pids_named, signing_key
+from huhang.bootstrap import SERVICE_NAMES
 from tests.support.processes import free_port, huhang_env, huhang_process, stop_process, wait_http
 
 RESULTS_DIR = Path(__file__).parent / "results"
 LOCUSTFILE = Path(__file__).parent / "locustfile.py"
 REPO = Path(__file__).resolve().parent.parent
-API_SERVICES = ("intake", "referral", "guardianship", "notifications")
+API_SERVICES = SERVICE_NAMES  # every service of the platform, as the composition root lists them
 P99_LIMIT_MS = 500.0
 ERROR_LIMIT = 0.01
 ACHIEVED_MIN = 0.95
@@ -132,7 +133,7 @@ def distributed(schema_prefix: str, logs: Path) -> Iterator[Platform]:
             referral_url=urls["referral"], intake_url=urls["intake"], guardianship_url=urls["guardianship"],
             auth_signing_key=signing_key(),
         )
-        progress("distributed: starting 4 APIs, 4 workers and the router")
+        progress(f"distributed: starting {len(API_SERVICES)} APIs, as many workers and the router")
         processes: dict[str, subprocess.Popen[bytes]] = {}
         for name in API_SERVICES:
             args = ["api", name, "--host", "127.0.0.1", "--port", str(ports[name])]
