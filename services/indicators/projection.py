@@ -16,8 +16,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Table, and_, select, update
+from sqlalchemy import Connection, Table, and_, case, or_, select, update
 
 from contracts.events import (
     ChildDirectorAssigned,
@@ -26,6 +27,7 @@ from contracts.events import (
     EntrustedCareAgreementSigned,
     ParentContactRecorded,
 )
+from huhang.sql import dialect_insert
 from services.indicators import tables as t
 
 Event = Mapping[str, Any]
@@ -51,6 +53,7 @@ DIRECTOR_LEFT = ChildDirectorLeft.event_type  # director_id
 DIRECTOR_TRAINED = ChildDirectorTrained.event_type  # training_id, director_id, trained_on
 
 RISK_ORDER = {"green": 0, "yellow": 1, "red": 2}
+CHINA = ZoneInfo("Asia/Shanghai")
 
 
 def utc(value: datetime | str) -> datetime:
@@ -61,6 +64,13 @@ def utc(value: datetime | str) -> datetime:
 
 def _day(value: str | None) -> date | None:
     return date.fromisoformat(value) if value else None
+
+
+def fact_day(value: str, at: datetime) -> date:
+    """The day a contact is counted on: its own day, but never after the China calendar day it was recorded (a
+    contact dated in the future, which guardianship refuses, is not counted ahead of its recording), so that
+    whatever was recorded by an instant is dated by then and the present's latest days equal the temporal ones."""
+    return min(date.fromisoformat(value), at.astimezone(CHINA).date())
 
 
 def _close(conn: Connection, table: Table, key: str, value: str, at: datetime) -> None:
@@ -91,7 +101,7 @@ def _visit(conn: Connection, e: Event, at: datetime) -> None:
     d = e["data"]
     _insert_once(conn, t.contacts, "contact_id", {
         "contact_id": d["visit_id"], "child_id": d["child_id"], "kind": d["kind"],
-        "on_date": _day(d["visited_on"]), "recorded_at": at,
+        "on_date": fact_day(d["visited_on"], at), "recorded_at": at,
     })
 
 
@@ -99,7 +109,7 @@ def _parent_contact(conn: Connection, e: Event, at: datetime) -> None:
     d = e["data"]
     _insert_once(conn, t.contacts, "contact_id", {
         "contact_id": d["contact_id"], "child_id": d["child_id"], "kind": "parent",
-        "on_date": _day(d["contacted_on"]), "recorded_at": at,
+        "on_date": fact_day(d["contacted_on"], at), "recorded_at": at,
     })
 
 
@@ -130,7 +140,8 @@ def _referral_requested(conn: Connection, e: Event, at: datetime) -> None:
     conn.execute(t.referrals.insert().values(
         referral_id=d["referral_id"], referral_type=d["referral_type"], priority=d["priority"],
         township=d["township"], village=d["village"], requested_at=at, due_at=utc(d["due_at"]),
-        complete_by=utc(d["complete_by"]) if d.get("complete_by") else None,
+        complete_by=utc(d["complete_by"]) if d.get("complete_by") else None, status="requested",
+        owner_agency=d["owner_agency"],
     ))
     conn.execute(t.referral_states.insert().values(
         referral_id=d["referral_id"], status="requested", owner_agency=d["owner_agency"], valid_from=at
@@ -151,11 +162,12 @@ def _referral_status(conn: Connection, e: Event, at: datetime) -> None:
     conn.execute(t.referral_states.insert().values(
         referral_id=d["referral_id"], status=d["status"], owner_agency=d["owner_agency"], valid_from=at
     ))
+    present = update(t.referrals).where(t.referrals.c.referral_id == d["referral_id"])
     stamp = {"accepted": "accepted_at", "completed": "completed_at"}.get(d["status"])
+    values: dict[str, Any] = {"status": d["status"], "owner_agency": d["owner_agency"]}
     if stamp is not None:
-        conn.execute(update(t.referrals).where(and_(
-            t.referrals.c.referral_id == d["referral_id"], t.referrals.c[stamp].is_(None)
-        )).values({stamp: at}))
+        values[stamp] = case((t.referrals.c[stamp].is_(None), at), else_=t.referrals.c[stamp])
+    conn.execute(present.values(values))
 
 
 def _referral_owner(conn: Connection, e: Event, at: datetime) -> None:
@@ -167,6 +179,8 @@ def _referral_owner(conn: Connection, e: Event, at: datetime) -> None:
     conn.execute(t.referral_states.insert().values(
         referral_id=d["referral_id"], status=state.status, owner_agency=d["to_agency"], valid_from=at
     ))
+    conn.execute(update(t.referrals).where(t.referrals.c.referral_id == d["referral_id"]).values(
+        owner_agency=d["to_agency"]))
 
 
 def _dropout(conn: Connection, e: Event, at: datetime) -> None:
@@ -217,9 +231,59 @@ def _director_trained(conn: Connection, e: Event, at: datetime) -> None:
     })
 
 
+# -- the present (``ind_child_present``): one row per child, the temporal rules' outcome now ---------------------
+
+def _present(conn: Connection, child_id: str, values: Mapping[str, Any], set_: Mapping[str, Any],
+             where: Any = None) -> None:
+    """Insert the child's present row with ``values`` or, when there is one, change it by ``set_``."""
+    stmt = dialect_insert(conn, t.child_present).values({"child_id": child_id, "registered": False, **values})
+    conn.execute(stmt.on_conflict_do_update(index_elements=[t.child_present.c.child_id], set_=dict(set_),
+                                            where=where))
+
+
+def _later_of(column: str, day: date) -> Any:
+    held = t.child_present.c[column]
+    return case((or_(held.is_(None), held < day), day), else_=held)
+
+
+def present_child(d: Mapping[str, Any]) -> dict[str, Any]:
+    """A child file's present columns (the live projection's and the rebuild's)."""
+    return {"registered": True, "township": d["township"], "village": d["village"],
+            "categories": "," + ",".join(sorted(d["categories"])) + ",", "parents_away": bool(d["parents_away"]),
+            "frequent": bool(d["frequent_visit_reasons"])}
+
+
+def present_contact(kind: str, d: Mapping[str, Any], at: datetime) -> dict[str, date]:
+    """A contact's present columns: the latest days it may move (``last_*``)."""
+    if kind == PARENT_CONTACT_RECORDED:
+        return {"last_parent": fact_day(d["contacted_on"], at)}
+    day = fact_day(d["visited_on"], at)
+    return {"last_contact": day, "last_home_visit": day} if d["kind"] == "home_visit" else {"last_contact": day}
+
+
+def _present_event(conn: Connection, e: Event, at: datetime) -> None:
+    kind, d = e["type"], e["data"]
+    c = t.child_present.c
+    if kind == CHILD_FILE_UPDATED:
+        values = present_child(d)
+        _present(conn, d["child_id"], values, values)
+    elif kind in (CHILDREN_MERGED, CHILD_DATA_ERASED):
+        child = d["merged_child_id"] if kind == CHILDREN_MERGED else d["child_id"]
+        _present(conn, child, {}, {"registered": False})
+    elif kind in (VISIT_RECORDED, PARENT_CONTACT_RECORDED):
+        days = present_contact(kind, d, at)
+        _present(conn, d["child_id"], days, {name: _later_of(name, day) for name, day in days.items()})
+    elif kind == DROPOUT_REPORTED:  # a spell opens unless one is open
+        values = {"school_out": True, "school_township": d["township"], "school_village": d["village"]}
+        _present(conn, d["child_id"], values, values, where=or_(c.school_out.is_(None), c.school_out.is_(False)))
+    elif kind == RETURN_REPORTED:
+        conn.execute(update(t.child_present).where(and_(c.child_id == d["child_id"], c.school_out.is_(True)))
+                     .values(school_out=False))
+
+
 def _insert_once(conn: Connection, table: Table, key: str, row: Mapping[str, Any]) -> None:
-    if conn.execute(select(table.c[key]).where(table.c[key] == row[key])).first() is None:
-        conn.execute(table.insert().values(dict(row)))
+    """Insert a fact keyed by its own id; a repeat (the same id again) keeps the first row, in one statement."""
+    conn.execute(dialect_insert(conn, table).values(dict(row)).on_conflict_do_nothing(index_elements=[table.c[key]]))
 
 
 PROJECTORS: Mapping[str, tuple[str, Projector]] = {
@@ -243,12 +307,23 @@ PROJECTORS: Mapping[str, tuple[str, Projector]] = {
 }
 """Event type -> (the read model it feeds, its projector). Types not listed are kept in the inbox only."""
 
-WANTED_TYPES = frozenset(PROJECTORS)
+PRESENT_TYPES = frozenset({
+    CHILD_FILE_UPDATED, CHILDREN_MERGED, CHILD_DATA_ERASED, VISIT_RECORDED, PARENT_CONTACT_RECORDED,
+    DROPOUT_REPORTED, RETURN_REPORTED,
+})
+"""The event types the ``present`` read model (``ind_child_present``) follows, beside the models above."""
+
+WANTED_TYPES = frozenset(PROJECTORS) | PRESENT_TYPES
 
 
 def project(conn: Connection, event: Event, models: frozenset[str] | None = None) -> None:
     """Apply one event (as JSON) to the read models (all, or only ``models``, for a rebuild of some)."""
-    entry = PROJECTORS.get(event["type"])
-    if entry is None or (models is not None and entry[0] not in models):
+    kind = event["type"]
+    if kind not in WANTED_TYPES:
         return
-    entry[1](conn, event, utc(event["time"]))
+    at = utc(event["time"])
+    entry = PROJECTORS.get(kind)
+    if entry is not None and (models is None or entry[0] in models):
+        entry[1](conn, event, at)
+    if kind in PRESENT_TYPES and (models is None or "present" in models):
+        _present_event(conn, event, at)

@@ -20,13 +20,12 @@ import calendar
 import statistics
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from uuid import UUID
-from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, and_, case, func, literal, or_, select
+from sqlalchemy import Connection, Engine, Table, and_, case, func, literal, or_, select
 
 from services.indicators import tables as t
 from services.indicators.catalogue import colour_of, default_catalogue
@@ -38,9 +37,8 @@ from services.indicators.model import (
     IndicatorValue,
     UnitKind,
 )
-from services.indicators.projection import RISK_ORDER, utc
+from services.indicators.projection import CHINA, RISK_ORDER, utc
 
-CHINA = ZoneInfo("Asia/Shanghai")
 CLOSED_REFERRAL = ("completed", "failed", "rejected", "cancelled", "entered-in-error")
 WAITING_REFERRAL = ("requested", "received")
 LARGE_VILLAGE = 30
@@ -69,6 +67,9 @@ class Window:
     day: date
     month_start: datetime
     month: str
+    present: bool = False
+    """Nothing was recorded after ``at``: the temporal tables' open rows are what holds at ``at`` (``valid_to IS
+    NULL``), and the children's facts are read from their present rows (``ind_child_present``) in one scan."""
 
     @staticmethod
     def of(as_of: datetime | None) -> Window:
@@ -91,6 +92,19 @@ def month_end(day: date) -> date:
 
 def _holds(table: Any, at: datetime) -> Any:
     return and_(table.c.valid_from <= at, or_(table.c.valid_to.is_(None), table.c.valid_to > at))
+
+
+def _current(table: Any, w: Window) -> Any:
+    """The rows of a temporal table that hold at ``w``: the open ones when ``w`` is the present."""
+    return table.c.valid_to.is_(None) if w.present else _holds(table, w.at)
+
+
+def _kids(w: Window) -> tuple[Table, Any]:
+    """The children registered at ``w``: their present rows, or the temporal rows that held then (the same columns:
+    child_id, township, village, categories, parents_away, frequent)."""
+    if w.present:
+        return t.child_present, t.child_present.c.registered.is_(True)
+    return t.children, _holds(t.children, w.at)
 
 
 def _place(township: str, village: str) -> dict[str, str]:
@@ -230,12 +244,12 @@ class SqlIndicatorQueries:
         suppress_small_cells: bool = False,
     ) -> list[IndicatorValue]:
         chosen = [self._by_code[indicator]] if indicator is not None else list(self._catalogue)
-        window = Window.of(as_of)
         scope = _Scope(unit_kind, unit)
         out: list[IndicatorValue] = []
         families: dict[str, dict[str, list[Fact]]] = {}
         with self.engine.connect() as conn:
             _no_jit(conn)
+            window = _window(conn, as_of)
             for ind in chosen:
                 if unit_kind not in ind.unit_kinds:
                     continue
@@ -256,11 +270,11 @@ class SqlIndicatorQueries:
         suppress_small_cells: bool = False,
     ) -> list[IndicatorValue]:
         ind = self._by_code[indicator]
-        last = Window.of(as_of)
         scope = _Scope(unit_kind, unit)
         points: list[IndicatorValue] = []
         with self.engine.connect() as conn:  # one connection, the family statement alone, narrowed to the unit
             _no_jit(conn)
+            last = _window(conn, as_of)
             for back in range(months - 1, -1, -1):
                 if back == 0:
                     at = last.at
@@ -269,7 +283,7 @@ class SqlIndicatorQueries:
                     at = datetime.combine(end + timedelta(days=1), time(), CHINA).astimezone(UTC) - timedelta(
                         microseconds=1
                     )
-                window = Window.of(at)
+                window = last if back == 0 else _window(conn, at)
                 found = [
                     v for v in self._aggregate(
                         ind, self._groups[FAMILY[ind.code]](conn, window, scope)[ind.code], unit_kind, unit, window,
@@ -370,10 +384,11 @@ class SqlIndicatorQueries:
     # -- family statements: counted in the database, one statement per family ----------------------------------
 
     def _g_children(self, conn: Connection, w: Window, scope: _Scope) -> dict[str, list[Fact]]:
-        c = t.children.c
+        kids, registered = _kids(w)
+        c = kids.c
         rows = conn.execute(
             select(*scope.keys(c.township, c.village), c.categories, func.count())
-            .where(_holds(t.children, w.at), *scope.where(c.township, c.village))
+            .where(registered, *scope.where(c.township, c.village))
             .group_by(*scope.keys(c.township, c.village), c.categories)
         )
         return {"children_registered": [
@@ -384,10 +399,15 @@ class SqlIndicatorQueries:
 
     def _g_visits(self, conn: Connection, w: Window, scope: _Scope) -> dict[str, list[Fact]]:
         month_ago, quarter_ago = months_back(w.day, 1), months_back(w.day, 3)
-        k, c = t.contacts.c, t.children.c
+        kids, registered = _kids(w)
+        k, c = t.contacts.c, kids.c
         regime = case((c.frequent, month_ago), else_=quarter_ago)
         narrowed = scope.where(c.township, c.village)
-        if narrowed:  # a township or village: each of its children looked up by the (child, kind, day) index
+        joined: Any = kids
+        if w.present:  # the latest days kept on each child's present row
+            contacted = t.child_present.c.last_contact >= month_ago
+            visited = t.child_present.c.last_home_visit >= regime
+        elif narrowed:  # a township or village: each of its children looked up by the (child, kind, day) index
             def last(kinds: tuple[str, ...]) -> Any:
                 return select(func.max(k.on_date)).where(
                     k.child_id == c.child_id, k.kind.in_(kinds), k.on_date >= quarter_ago, k.on_date <= w.day,
@@ -395,7 +415,6 @@ class SqlIndicatorQueries:
                 ).scalar_subquery()
 
             contacted, visited = last(("contact", "home_visit")) >= month_ago, last(("home_visit",)) >= regime
-            joined: Any = t.children
         else:  # the whole county: the quarter's contacts read once, by the (kind, day) index, and joined
             latest = (
                 select(k.child_id, func.max(case((k.kind == "home_visit", k.on_date))).label("home"),
@@ -408,7 +427,7 @@ class SqlIndicatorQueries:
             joined = t.children.outerjoin(latest, latest.c.child_id == c.child_id)
         per_child = (
             select(c.township, c.village, _flag(contacted).label("contacted"), _flag(visited).label("visited"))
-            .select_from(joined).where(_holds(t.children, w.at), *narrowed)
+            .select_from(joined).where(registered, *narrowed)
         ).subquery()
         p = per_child.c
         rows = [scope.split(r) for r in conn.execute(
@@ -426,31 +445,39 @@ class SqlIndicatorQueries:
                 "home_visit_compliance": facts(False, True)}
 
     def _g_parents(self, conn: Connection, w: Window, scope: _Scope) -> dict[str, list[Fact]]:
-        k, c = t.contacts.c, t.children.c
+        week_ago = w.day - timedelta(days=7)
+        if w.present:
+            return {"parent_contact_compliance": self._away_children(
+                conn, w, scope, t.child_present, t.child_present.c.last_parent >= week_ago)}
+        kids, _ = _kids(w)
+        k = t.contacts.c
         recent = (
-            select(k.child_id).where(k.kind == "parent", k.on_date >= w.day - timedelta(days=7),
+            select(k.child_id).where(k.kind == "parent", k.on_date >= week_ago,
                                      k.on_date <= w.day, k.recorded_at <= w.at).distinct()
         ).subquery()
         return {"parent_contact_compliance": self._away_children(
-            conn, w, scope, t.children.outerjoin(recent, recent.c.child_id == c.child_id), recent.c.child_id)}
+            conn, w, scope, kids.outerjoin(recent, recent.c.child_id == kids.c.child_id),
+            recent.c.child_id.is_not(None))}
 
     def _g_agreements(self, conn: Connection, w: Window, scope: _Scope) -> dict[str, list[Fact]]:
-        a, c = t.agreements.c, t.children.c
+        kids, _ = _kids(w)
+        a = t.agreements.c
         in_force = (
-            select(a.child_id).where(_holds(t.agreements, w.at))
+            select(a.child_id).where(_current(t.agreements, w))
             .where(or_(a.expires_on.is_(None), a.expires_on >= w.day)).distinct()
         ).subquery()
         return {"entrusted_care_coverage": self._away_children(
-            conn, w, scope, t.children.outerjoin(in_force, in_force.c.child_id == c.child_id),
-            in_force.c.child_id)}
+            conn, w, scope, kids.outerjoin(in_force, in_force.c.child_id == kids.c.child_id),
+            in_force.c.child_id.is_not(None))}
 
     @staticmethod
-    def _away_children(conn: Connection, w: Window, scope: _Scope, joined: Any, found: Any) -> list[Fact]:
-        """Children whose parents are away, counted by whether ``found`` (a left-joined child id) is there."""
-        c = t.children.c
+    def _away_children(conn: Connection, w: Window, scope: _Scope, joined: Any, ok: Any) -> list[Fact]:
+        """Children whose parents are away, counted by whether ``ok`` holds for them."""
+        kids, registered = _kids(w)
+        c = kids.c
         per_child = (
-            select(c.township, c.village, _flag(found.is_not(None)).label("ok")).select_from(joined)
-            .where(_holds(t.children, w.at), c.parents_away, *scope.where(c.township, c.village))
+            select(c.township, c.village, _flag(ok).label("ok")).select_from(joined)
+            .where(registered, c.parents_away, *scope.where(c.township, c.village))
         ).subquery()
         p = per_child.c
         return [
@@ -461,17 +488,18 @@ class SqlIndicatorQueries:
         ]
 
     def _g_villages(self, conn: Connection, w: Window, scope: _Scope) -> dict[str, list[Fact]]:
-        c, d = t.children.c, t.directors.c
+        kids, registered = _kids(w)
+        c, d = kids.c, t.directors.c
         children = {
             (r[0], r[1]): r[2] for r in conn.execute(
                 select(c.township, c.village, func.count())
-                .where(_holds(t.children, w.at), *scope.where(c.township, c.village))
+                .where(registered, *scope.where(c.township, c.village))
                 .group_by(c.township, c.village))
         }
         directors = {
             (r[0], r[1]): r[2] for r in conn.execute(
                 select(d.township, d.village, func.count())
-                .where(_holds(t.directors, w.at), *scope.where(d.township, d.village))
+                .where(_current(t.directors, w), *scope.where(d.township, d.village))
                 .group_by(d.township, d.village))
         }
 
@@ -494,7 +522,7 @@ class SqlIndicatorQueries:
         per_director = (
             select(d.township, d.village, _flag(trained.c.director_id.is_not(None)).label("ok"))
             .select_from(t.directors.outerjoin(trained, trained.c.director_id == d.director_id))
-            .where(_holds(t.directors, w.at), *scope.where(d.township, d.village))
+            .where(_current(t.directors, w), *scope.where(d.township, d.village))
         ).subquery()
         p = per_director.c
         return {"training_coverage": [
@@ -508,7 +536,7 @@ class SqlIndicatorQueries:
         k = t.risks.c
         rows = [scope.split(r) for r in conn.execute(
             select(*scope.keys(k.township, k.village), k.colour, func.count())
-            .where(_holds(t.risks, w.at), *scope.where(k.township, k.village))
+            .where(_current(t.risks, w), *scope.where(k.township, k.village))
             .group_by(*scope.keys(k.township, k.village), k.colour)
         )]
         return {
@@ -522,15 +550,18 @@ class SqlIndicatorQueries:
         return {"risk_worsened": self._risk_worsened(conn, w)}
 
     def _g_open(self, conn: Connection, w: Window, scope: _Scope) -> dict[str, list[Fact]]:
-        s, r = t.referral_states.c, t.referrals.c
+        r = t.referrals.c
+        s: Any = r if w.present else t.referral_states.c  # the present status and owner are on the referral
         late = or_(and_(s.status.in_(WAITING_REFERRAL), r.due_at < w.at),
                    and_(r.complete_by.is_not(None), r.complete_by < w.at))
-        per_referral = (
-            select(r.township, r.village, s.owner_agency, r.referral_type, r.priority, _flag(late).label("late"))
-            .join_from(t.referral_states, t.referrals, s.referral_id == r.referral_id)
-            .where(_holds(t.referral_states, w.at), s.status.not_in(CLOSED_REFERRAL),
-                   *scope.where(r.township, r.village, s.owner_agency))
-        ).subquery()
+        chosen = select(r.township, r.village, s.owner_agency, r.referral_type, r.priority, _flag(late).label("late"))
+        if w.present:
+            chosen = chosen.where(r.status.is_not(None))
+        else:
+            chosen = chosen.join_from(t.referral_states, t.referrals, s.referral_id == r.referral_id).where(
+                _holds(t.referral_states, w.at))
+        per_referral = chosen.where(
+            s.status.not_in(CLOSED_REFERRAL), *scope.where(r.township, r.village, s.owner_agency)).subquery()
         p = per_referral.c
         keys = scope.keys(p.township, p.village, p.owner_agency)
         rows = [scope.split(x) for x in conn.execute(
@@ -548,6 +579,14 @@ class SqlIndicatorQueries:
         return {"referrals_open": facts(False), "referrals_overdue": facts(True)}
 
     def _g_dropouts(self, conn: Connection, w: Window, scope: _Scope) -> dict[str, list[Fact]]:
+        if w.present:  # each child's latest spell is on its present row
+            c = t.child_present.c
+            latest: Any = (
+                select(c.school_township.label("township"), c.school_village.label("village"),
+                       _flag(c.school_out.is_(False)).label("back"), literal(1).label("latest"))
+                .where(c.school_out.is_not(None))
+            ).subquery()
+            return self._dropout_facts(conn, scope, latest)
         d = t.dropouts.c
         spells = (  # a child reported out twice counts once: returned if its latest spell ended
             select(d.township, d.village, _flag(and_(d.valid_to.is_not(None), d.valid_to <= w.at)).label("back"),
@@ -555,6 +594,10 @@ class SqlIndicatorQueries:
                    .label("latest"))
             .where(d.valid_from <= w.at)
         ).subquery()
+        return self._dropout_facts(conn, scope, spells)
+
+    @staticmethod
+    def _dropout_facts(conn: Connection, scope: _Scope, spells: Any) -> dict[str, list[Fact]]:
         p = spells.c
         rows = conn.execute(
             select(*scope.keys(p.township, p.village), p.back, func.count())
@@ -741,6 +784,12 @@ class SqlIndicatorQueries:
 
 
 def _with_month(value: IndicatorValue, month: str) -> IndicatorValue:
-    from dataclasses import replace
-
     return replace(value, month=month)
+
+
+def _window(conn: Connection, as_of: datetime | None) -> Window:
+    """``Window.of(as_of)``, marked the present when nothing in the inbox was recorded after it (one read of the
+    inbox's time index)."""
+    window = Window.of(as_of)
+    latest = conn.execute(select(func.max(t.inbox.c.time))).scalar()
+    return replace(window, present=latest is None or window.at >= utc(latest))

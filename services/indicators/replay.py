@@ -18,18 +18,20 @@ from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Date, DateTime, Table
+from sqlalchemy import Connection, Date, DateTime, Table, func, select, text
 
 from huhang.sql import dialect_insert, insert_ignoring_duplicates
 from services.indicators import projection as p
 from services.indicators import tables as t
-from services.indicators.projection import _day, utc
+from services.indicators.projection import _day, fact_day, present_child, present_contact, utc
 
 FLUSH_ROWS = 20_000
 IGNORING = frozenset({t.contacts, t.trainings, t.interventions})
 """Tables keyed by the fact's own id: a repeat inserts nothing (the first row of a key is kept)."""
 
 Rows = dict[Table, list[dict[str, Any]]]
+CONTACT_TYPES = frozenset({p.VISIT_RECORDED, p.PARENT_CONTACT_RECORDED})
+"""Replayed by ``load_contacts`` in the database, not event by event: three events in four are contacts."""
 
 
 class BulkReplay:
@@ -45,6 +47,7 @@ class BulkReplay:
         self.referrals: dict[str, dict[str, Any]] = {}
         self.states: dict[str, dict[str, Any]] = {}
         self.dropouts: dict[str, dict[str, Any]] = {}
+        self.present: dict[str, dict[str, Any]] = {}
         self.pending = 0
 
     def _emit(self, table: Table, row: dict[str, Any]) -> None:
@@ -62,11 +65,50 @@ class BulkReplay:
             row["valid_to"] = at
             self._emit(table, row)
 
+    def _present_row(self, child_id: str) -> dict[str, Any]:
+        row = self.present.get(child_id)
+        if row is None:
+            row = self.present[child_id] = {
+                column.name: None for column in t.child_present.c} | {"child_id": child_id, "registered": False}
+        return row
+
+    def _present_event(self, kind: str, d: Mapping[str, Any], at: datetime) -> None:
+        """``projection._present_event``'s rules, on the rows in memory."""
+        if kind == p.CHILD_FILE_UPDATED:
+            self._present_row(d["child_id"]).update(present_child(d))
+        elif kind in (p.CHILDREN_MERGED, p.CHILD_DATA_ERASED):
+            child = d["merged_child_id"] if kind == p.CHILDREN_MERGED else d["child_id"]
+            self._present_row(child)["registered"] = False
+        elif kind in (p.VISIT_RECORDED, p.PARENT_CONTACT_RECORDED):
+            row = self._present_row(d["child_id"])
+            for name, day in present_contact(kind, d, at).items():
+                if row[name] is None or row[name] < day:
+                    row[name] = day
+        elif kind == p.DROPOUT_REPORTED:
+            row = self._present_row(d["child_id"])
+            if not row["school_out"]:
+                row.update(school_out=True, school_township=d["township"], school_village=d["village"])
+        elif kind == p.RETURN_REPORTED:
+            held = self.present.get(d["child_id"])
+            if held is not None and held["school_out"]:
+                held["school_out"] = False
+
+    def merge_latest_contacts(self, conn: Connection) -> None:
+        """The present rows' latest contact days from the contacts table (the contacts not fed event by event)."""
+        for child_id, days in latest_contacts(conn).items():
+            row = self._present_row(child_id)
+            for name, day in days.items():
+                if row[name] is None or row[name] < day:
+                    row[name] = day
+
     def feed(self, conn: Connection, e: Mapping[str, Any]) -> None:
-        entry = p.PROJECTORS.get(e["type"])
+        kind = e["type"]
+        if kind in p.PRESENT_TYPES and "present" in self.models:
+            self._present_event(kind, e["data"], utc(e["time"]))
+        entry = p.PROJECTORS.get(kind)
         if entry is None or entry[0] not in self.models:
             return
-        at, d, kind = utc(e["time"]), e["data"], e["type"]
+        at, d = utc(e["time"]), e["data"]
         if kind == p.CHILD_FILE_UPDATED:
             self._open(self.children, t.children, d["child_id"], {
                 "child_id": d["child_id"], "township": d["township"], "village": d["village"],
@@ -79,10 +121,10 @@ class BulkReplay:
             self._close(self.children, t.children, d["child_id"], at)
         elif kind == p.VISIT_RECORDED:
             self._emit(t.contacts, {"contact_id": d["visit_id"], "child_id": d["child_id"], "kind": d["kind"],
-                                    "on_date": _day(d["visited_on"]), "recorded_at": at})
+                                    "on_date": fact_day(d["visited_on"], at), "recorded_at": at})
         elif kind == p.PARENT_CONTACT_RECORDED:
             self._emit(t.contacts, {"contact_id": d["contact_id"], "child_id": d["child_id"], "kind": "parent",
-                                    "on_date": _day(d["contacted_on"]), "recorded_at": at})
+                                    "on_date": fact_day(d["contacted_on"], at), "recorded_at": at})
         elif kind == p.RISK_ASSESSED:
             held = self.risks.get(d["child_id"])
             self._open(self.risks, t.risks, d["child_id"], {
@@ -128,7 +170,7 @@ class BulkReplay:
             "referral_id": d["referral_id"], "referral_type": d["referral_type"], "priority": d["priority"],
             "township": d["township"], "village": d["village"], "requested_at": at, "due_at": utc(d["due_at"]),
             "complete_by": utc(d["complete_by"]) if d.get("complete_by") else None, "accepted_at": None,
-            "completed_at": None,
+            "completed_at": None, "status": "requested", "owner_agency": d["owner_agency"],
         }
         self.states[d["referral_id"]] = {"referral_id": d["referral_id"], "status": "requested",
                                          "owner_agency": d["owner_agency"], "valid_from": at, "valid_to": None}
@@ -144,10 +186,12 @@ class BulkReplay:
         self._open(self.states, t.referral_states, d["referral_id"], {
             "referral_id": d["referral_id"], "status": status, "owner_agency": owner, "valid_from": at,
             "valid_to": None}, at)
+        referral = self.referrals[d["referral_id"]]
+        referral.update(status=status, owner_agency=owner)
         stamp = {"accepted": "accepted_at", "completed": "completed_at"}.get(status) \
             if kind == p.REFERRAL_STATUS_CHANGED else None
-        if stamp is not None and self.referrals[d["referral_id"]][stamp] is None:
-            self.referrals[d["referral_id"]][stamp] = at
+        if stamp is not None and referral[stamp] is None:
+            referral[stamp] = at
 
     def flush(self, conn: Connection) -> None:
         done, self.done, self.pending = self.done, {}, 0
@@ -162,7 +206,61 @@ class BulkReplay:
                 self._emit(table, row)
         for row in self.referrals.values():
             self._emit(t.referrals, row)
+        for row in self.present.values():
+            self._emit(t.child_present, row)
         self.flush(conn)
+
+
+_CONTACTS_SQL = {
+    # The projection's contact rule (``projection._visit``, ``_parent_contact``, ``fact_day``) as one statement over
+    # the inbox, in its order: a repeated contact id keeps its first row.
+    "postgresql": """
+        INSERT INTO ind_contact (contact_id, child_id, kind, on_date, recorded_at)
+        SELECT CASE WHEN e.type = :parent THEN d.contact_id ELSE d.visit_id END, d.child_id,
+               CASE WHEN e.type = :parent THEN 'parent' ELSE d.kind END,
+               LEAST(CASE WHEN e.type = :parent THEN d.contacted_on ELSE d.visited_on END,
+                     (e.time AT TIME ZONE 'Asia/Shanghai')::date),
+               e.time
+        FROM ind_inbox e CROSS JOIN LATERAL json_to_record(e.payload::json -> 'data')
+             AS d(visit_id text, contact_id text, child_id text, kind text, visited_on date, contacted_on date)
+        WHERE e.type IN (:visit, :parent)
+        ORDER BY e.seq
+        ON CONFLICT DO NOTHING""",
+    "sqlite": """
+        INSERT OR IGNORE INTO ind_contact (contact_id, child_id, kind, on_date, recorded_at)
+        SELECT json_extract(payload, CASE WHEN type = :parent THEN '$.data.contact_id' ELSE '$.data.visit_id' END),
+               json_extract(payload, '$.data.child_id'),
+               CASE WHEN type = :parent THEN 'parent' ELSE json_extract(payload, '$.data.kind') END,
+               min(json_extract(payload, CASE WHEN type = :parent THEN '$.data.contacted_on'
+                                              ELSE '$.data.visited_on' END), date(time, '+8 hours')),
+               time
+        FROM ind_inbox WHERE type IN (:visit, :parent) ORDER BY seq""",
+}
+
+
+def load_contacts(conn: Connection) -> int:
+    """Replay every contact of the inbox into the (emptied) contacts table in one statement; answers how many
+    contact events were read. Parsing the events in the database, beside the replay of the rest, is what keeps
+    a county's rebuild within a fraction of the time it takes to read its log."""
+    conn.execute(text(_CONTACTS_SQL[conn.dialect.name]),
+                 {"visit": p.VISIT_RECORDED, "parent": p.PARENT_CONTACT_RECORDED})
+    return int(conn.execute(
+        select(func.count()).select_from(t.inbox).where(t.inbox.c.type.in_(CONTACT_TYPES))).scalar_one())
+
+
+def latest_contacts(conn: Connection) -> dict[str, dict[str, date]]:
+    """Each child's latest day of each kind of contact (the present rows' ``last_*``), from the contacts table."""
+    c = t.contacts.c
+    out: dict[str, dict[str, date]] = {}
+    names = {"contact": ("last_contact",), "home_visit": ("last_contact", "last_home_visit"),
+             "parent": ("last_parent",)}
+    for child_id, kind, day in conn.execute(
+            select(c.child_id, c.kind, func.max(c.on_date)).group_by(c.child_id, c.kind)):
+        days = out.setdefault(child_id, {})
+        for name in names.get(kind, ()):
+            if name not in days or days[name] < day:
+                days[name] = day
+    return out
 
 
 def write_rows(conn: Connection, done: Rows) -> None:

@@ -39,6 +39,7 @@ inbox = Table(
     Column("type", String(120), nullable=False),
     Column("time", DateTime(timezone=True), nullable=False),
     Column("payload", Text, nullable=False),
+    Index("ix_ind_inbox_time", "time"),  # 0003: the latest recorded time (whether "as of" is the present)
 )
 
 children = Table(
@@ -127,6 +128,10 @@ referrals = Table(
     Column("complete_by", DateTime(timezone=True)),
     Column("accepted_at", DateTime(timezone=True)),
     Column("completed_at", DateTime(timezone=True)),
+    # 0003: the referral's present status and owner (those of its open ``ind_referral_state`` row), so that the
+    # present's open referrals are read from this table alone
+    Column("status", String(20)),
+    Column("owner_agency", String(40)),
 )
 
 referral_states = Table(
@@ -166,6 +171,29 @@ interventions = Table(
     Index("ix_ind_intervention_time", "recorded_at"),
 )
 
+child_present = Table(
+    # 0003: each child's present, one row per child id seen: what the open ``ind_child`` row says (``registered``:
+    # there is one), the latest day of each kind of contact, and the child's latest school-dropout spell
+    # (``school_out``: true while out of school, false once back, NULL never reported). The figures "as of" an
+    # instant at or after the latest recorded event are those of the temporal tables at that instant, read from
+    # this table in one scan (``queries.py``); a rebuild replays the same events into it.
+    "ind_child_present", metadata,
+    Column("child_id", String(36), primary_key=True),
+    Column("registered", Boolean, nullable=False),
+    Column("township", String(100)),
+    Column("village", String(100)),
+    Column("categories", String(400)),
+    Column("parents_away", Boolean),
+    Column("frequent", Boolean),
+    Column("last_contact", Date),  # a contact or a home visit
+    Column("last_home_visit", Date),
+    Column("last_parent", Date),
+    Column("school_out", Boolean),
+    Column("school_township", String(100)),
+    Column("school_village", String(100)),
+    Index("ix_ind_child_present_place", "township", "village"),
+)
+
 colours = Table(
     "ind_colour", metadata,
     Column("indicator", String(60), primary_key=True),
@@ -199,5 +227,6 @@ MODELS: Mapping[str, tuple[Table, ...]] = {
     "referrals": (referrals, referral_states),
     "dropouts": (dropouts,),
     "interventions": (interventions,),
+    "present": (child_present,),
 }
 """The read models a rebuild replays the inbox into; the colour tables are state of their own, not rebuilt."""
