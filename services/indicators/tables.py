@@ -191,7 +191,8 @@ child_present = Table(
     Column("school_out", Boolean),
     Column("school_township", String(100)),
     Column("school_village", String(100)),
-    Index("ix_ind_child_present_place", "township", "village"),
+    # no index on the place: a county's figures scan the table (SQLite read it through such an index, row by
+    # row, at twice the time of a scan), a township's too (100,000 rows: milliseconds)
 )
 
 colours = Table(

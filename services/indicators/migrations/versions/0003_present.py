@@ -67,7 +67,6 @@ def upgrade() -> None:
         sa.Column("school_village", sa.String(length=100), nullable=True),
         sa.PrimaryKeyConstraint("child_id"),
     )
-    op.create_index("ix_ind_child_present_place", "ind_child_present", ["township", "village"], unique=False)
     _fill_present(op.get_bind())
 
 
@@ -102,7 +101,6 @@ def _fill_present(conn: Any) -> None:
 
 
 def downgrade() -> None:
-    op.drop_index("ix_ind_child_present_place", table_name="ind_child_present")
     op.drop_table("ind_child_present")
     with op.batch_alter_table("ind_referral", schema=None) as batch_op:
         batch_op.drop_column("owner_agency")
