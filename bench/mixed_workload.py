@@ -5,9 +5,11 @@
                                              [--seed-reports 3000] [--baseline-step-s 20] [--profile]
 
 1. Start the platform as ``bench/intake_and_routing.py`` does: ``huhang run --no-demo`` (embedded, SQLite), or
-   the 4 APIs + 4 workers + the router on PostgreSQL (a schema prefix of the run's own, dropped at the end),
-   Tansu and Prefect (distributed). One synthetic token signing key for the run; every desk of the workload mints
-   tokens of its own subjects with it (``bench/locustfile.py``), as agency systems and people would hold their own.
+   every service's API and worker + the router on PostgreSQL (a schema prefix of the run's own, dropped at the
+   end), Tansu and Prefect (distributed); the workers and the router at a lower CPU priority
+   (``HUHANG_BACKGROUND_NICE``, default here 10: the APIs first, the followers catch up in the gaps). One
+   synthetic token signing key for the run; every desk of the workload mints tokens of its own subjects with it
+   (``bench/locustfile.py``), as agency systems and people would hold their own.
 2. Seed the county over HTTP: ``--seed-reports`` reports (Faker zh_CN names, 32 villages in 4 townships, five
    concerns routed to 2–5 agencies each; the workload itself files eight) and wait until routing has settled (the
    inboxes stop growing and guardianship knows the last child); then read every officer agency's inbox for the
@@ -138,10 +140,12 @@ def distributed(schema_prefix: str, logs: Path) -> Iterator[Platform]:
         for name in API_SERVICES:
             args = ["api", name, "--host", "127.0.0.1", "--port", str(ports[name])]
             processes[f"api-{name}"] = stack.enter_context(huhang_process(args, env, logs / f"api-{name}.log"))
+        # the followers and the router behind the APIs on the CPU (HUHANG_BACKGROUND_NICE, as in compose.yaml)
+        background = {**env, "HUHANG_BACKGROUND_NICE": os.environ.get("HUHANG_BACKGROUND_NICE", "10")}
         for name in API_SERVICES:
             processes[f"worker-{name}"] = stack.enter_context(
-                huhang_process(["worker", name], env, logs / f"worker-{name}.log"))
-        processes["router"] = stack.enter_context(huhang_process(["router"], env, logs / "router.log"))
+                huhang_process(["worker", name], background, logs / f"worker-{name}.log"))
+        processes["router"] = stack.enter_context(huhang_process(["router"], background, logs / "router.log"))
         for name in API_SERVICES:
             wait_http(f"{urls[name]}/healthz", 180, processes[f"api-{name}"])
         yield Platform("distributed", urls, processes, "postgres")
@@ -391,11 +395,15 @@ def profile(platform: Platform, svg: Path, seconds: float) -> dict[str, Any]:
             usage[name] = psutil.Process(process.pid).cpu_percent(0.5)
         except psutil.NoSuchProcess:
             continue
-    busiest = max(usage, key=lambda k: usage[k])
-    pid = platform.processes[busiest].pid
-    subprocess.run([spy, "record", "-p", str(pid), "-d", str(int(seconds)), "-o", str(svg), "--nonblocking"],
-                   capture_output=True, check=False)
-    return {"process": busiest, "flamegraph": str(svg)}
+    chosen = os.environ.get("HUHANG_BENCH_PROFILE_PROCESS") or max(usage, key=lambda k: usage[k])
+    pid = platform.processes[chosen].pid
+    # HUHANG_BENCH_PROFILE_IDLE=1: idle threads too (where requests wait, not only where the CPU goes), raw stacks
+    idle = os.environ.get("HUHANG_BENCH_PROFILE_IDLE") == "1"
+    options = ["--idle", "--format", "raw"] if idle else []
+    out = svg.with_suffix(".txt") if idle else svg
+    subprocess.run([spy, "record", "-p", str(pid), "-d", str(int(seconds)), "-o", str(out), "--nonblocking",
+                    *options], capture_output=True, check=False)
+    return {"process": chosen, "flamegraph": str(out)}
 
 
 def run_mode(mode: str, plan: Plan, tmp: Path, prefix: str) -> dict[str, Any]:

@@ -103,11 +103,17 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def lower_priority(settings: Settings) -> int:
+    """A background process's niceness raised by ``settings.background_nice``; answers the niceness now."""
+    return os.nice(settings.background_nice)
+
+
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     """Distributed: one service's outbox relay and the consumers of its read models."""
     from huhang.bootstrap import TOPIC_OF, Runtime, build_service, relay, subscription_consumers
     from huhang.kafka import ensure_topics
 
+    lower_priority(settings)
     service = build_service(settings, args.service)
     runtime = Runtime()
     consumers = subscription_consumers(settings, service)
@@ -131,6 +137,7 @@ def cmd_router(args: argparse.Namespace, settings: Settings) -> int:
     from huhang.bootstrap import Runtime, all_topics, build_care_check_gateway, build_router, build_sweep_gateway
     from huhang.kafka import ensure_topics
 
+    lower_priority(settings)
     ensure_topics(settings.kafka_bootstrap_servers, all_topics(settings))
     runtime = Runtime()
     runtime.start_router(build_router(settings))

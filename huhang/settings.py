@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     # Poison messages (huhang/parking.py): a batch failing this many times in a row (faults of the database, the
     # broker or a peer excepted: those are retried for ever) is split to park the events that fail alone.
     poison_max_attempts: int = Field(default=5, ge=1, le=100)
+    # The background processes' CPU priority (``huhang worker``, ``huhang router``): a niceness added at start, so
+    # that on a shared machine the request-serving APIs run first and the followers catch up in the gaps (their lag
+    # is reported: /v1/ops/streams). 0 leaves the priority alone; containers use CPU shares (compose.yaml) instead.
+    background_nice: int = Field(default=0, ge=0, le=19)
 
     # Tamper evidence (huhang/chain.py, huhang/checkpoints.py): every service's log is hash-chained, and its head is
     # signed every interval (and at shutdown) and published to files in audit_publish_dir (default data_dir/audit).
