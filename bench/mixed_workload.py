@@ -134,6 +134,9 @@ def distributed(schema_prefix: str, logs: Path) -> Iterator[Platform]:
             kafka_bootstrap_servers=bootstrap, kafka_max_poll_interval_ms="60000", kafka_session_timeout_ms="5000",
             referral_url=urls["referral"], intake_url=urls["intake"], guardianship_url=urls["guardianship"],
             auth_signing_key=signing_key(),
+            # connections kept open rather than opened per burst: 11 processes x 2 pools x (6 + 6) fit in the
+            # 400 connections ./dev test sets (a backend started per overflow connection was CPU of its own)
+            postgres_pool_size=os.environ.get("HUHANG_BENCH_POOL_SIZE", "6"), postgres_max_overflow="6",
         )
         progress(f"distributed: starting {len(API_SERVICES)} APIs, as many workers and the router")
         processes: dict[str, subprocess.Popen[bytes]] = {}

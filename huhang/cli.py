@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -104,8 +105,17 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def lower_priority(settings: Settings) -> int:
-    """A background process's niceness raised by ``settings.background_nice``; answers the niceness now."""
-    return os.nice(settings.background_nice)
+    """A background process's niceness raised by ``settings.background_nice``; answers the niceness now.
+
+    Linux groups a session's processes for the scheduler (autogroup), and a niceness only weighs within its group:
+    a process leading its own session (started with ``setsid``, as a supervisor does) sets its group's niceness
+    too, or it would still share the CPU equally with the APIs' groups."""
+    nice = settings.background_nice
+    autogroup = Path("/proc/self/autogroup")
+    if nice and os.getsid(0) == os.getpid() and autogroup.exists():
+        with contextlib.suppress(OSError):  # not allowed: the process's own niceness still weighs in its group
+            autogroup.write_text(str(nice))
+    return os.nice(nice)
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:

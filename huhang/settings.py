@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     # that on a shared machine the request-serving APIs run first and the followers catch up in the gaps (their lag
     # is reported: /v1/ops/streams). 0 leaves the priority alone; containers use CPU shares (compose.yaml) instead.
     background_nice: int = Field(default=0, ge=0, le=19)
+    # PostgreSQL connections each process keeps open per pool (the event store's, the read models'), and how many
+    # more it may open for a burst (opened and closed again: a new backend each time). Processes x pools x
+    # (size + overflow) must fit the server's max_connections.
+    postgres_pool_size: int = Field(default=2, ge=1, le=100)
+    postgres_max_overflow: int = Field(default=10, ge=0, le=100)
 
     # Tamper evidence (huhang/chain.py, huhang/checkpoints.py): every service's log is hash-chained, and its head is
     # signed every interval (and at shutdown) and published to files in audit_publish_dir (default data_dir/audit).

@@ -44,8 +44,8 @@ def eventsourcing_env(settings: Settings, service: str) -> dict[str, str]:
         "POSTGRES_USER": url.username or "postgres",
         "POSTGRES_PASSWORD": url.password or "",
         "POSTGRES_SCHEMA": schema_name(settings, service),
-        "POSTGRES_POOL_SIZE": "2",  # group commit keeps writers few; processes x pools must fit max_connections
-        "POSTGRES_MAX_OVERFLOW": "10",
+        "POSTGRES_POOL_SIZE": str(settings.postgres_pool_size),  # processes x pools must fit max_connections
+        "POSTGRES_MAX_OVERFLOW": str(settings.postgres_max_overflow),
         # How long a request waits for a pooled connection before eventsourcing tries again (10 attempts): while
         # PostgreSQL is down, a request gives up after about 10 x this and answers 503 (huhang/problems.py), well
         # within a client's timeout; a short restart is ridden through. The pool reconnects by itself, and
@@ -92,8 +92,8 @@ def read_model_engine(settings: Settings, service: str) -> Engine:
     return create_engine(
         _sqlalchemy_postgres_url(settings),
         pool_pre_ping=True,  # a connection broken by a restart is replaced before use: the pool recovers by itself
-        pool_size=2,
-        max_overflow=10,
+        pool_size=settings.postgres_pool_size,
+        max_overflow=settings.postgres_max_overflow,
         connect_args={
             "options": f"-c search_path={schema_name(settings, service)}", "connect_timeout": CONNECT_TIMEOUT_S,
         },
