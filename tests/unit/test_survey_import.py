@@ -8,7 +8,7 @@ import gc
 import hashlib
 import io
 from collections.abc import Iterator, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -40,7 +40,19 @@ from services.intake.survey import (
 )
 from tests.support.auth import client_for
 
-TODAY = datetime.now(UTC).date()
+TODAY = date(2026, 6, 15)
+"""The import's "today" in these tests (pinned below): mid-month, so that "three months ago, and a day less" are
+two different ages (from 30 November, 30 and 31 August both reach three months on the 30th), and the same day
+however long the suite runs (it was collected on one day and ran into the next once)."""
+
+
+@pytest.fixture(autouse=True)
+def _pinned_today(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.intake import facts, schemas, survey
+
+    monkeypatch.setattr(survey, "today_utc", lambda: TODAY)
+    monkeypatch.setattr(schemas, "_today", lambda: TODAY)
+    monkeypatch.setattr(facts, "_today", lambda: TODAY)
 HEADER = ["姓名", "性别", "出生日期", "身份证号", "乡镇", "村", "父亲状况", "父亲外出时间", "父亲是否县外",
           "母亲状况", "照护人关系", "学校", "是否残疾"]
 
@@ -55,6 +67,7 @@ def fake() -> Faker:
 @pytest.fixture
 def service() -> Iterator[IntakeService]:
     built = build(Settings(storage="memory"))
+    built.application._today = lambda: TODAY  # the categories' "today" (three months away), as the import's
     yield built
     built.application.close()
 
