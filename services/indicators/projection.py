@@ -253,12 +253,17 @@ def present_child(d: Mapping[str, Any]) -> dict[str, Any]:
             "frequent": bool(d["frequent_visit_reasons"])}
 
 
+LATEST_OF_KIND: Mapping[str, tuple[str, ...]] = {
+    "contact": ("last_contact",), "home_visit": ("last_contact", "last_home_visit"), "parent": ("last_parent",),
+}
+"""A contact's kind (``ind_contact.kind``) -> the present row's latest days it may move."""
+
+
 def present_contact(kind: str, d: Mapping[str, Any], at: datetime) -> dict[str, date]:
     """A contact's present columns: the latest days it may move (``last_*``)."""
     if kind == PARENT_CONTACT_RECORDED:
-        return {"last_parent": fact_day(d["contacted_on"], at)}
-    day = fact_day(d["visited_on"], at)
-    return {"last_contact": day, "last_home_visit": day} if d["kind"] == "home_visit" else {"last_contact": day}
+        return dict.fromkeys(LATEST_OF_KIND["parent"], fact_day(d["contacted_on"], at))
+    return dict.fromkeys(LATEST_OF_KIND.get(d["kind"], ()), fact_day(d["visited_on"], at))
 
 
 def _present_event(conn: Connection, e: Event, at: datetime) -> None:

@@ -249,7 +249,7 @@ class SqlIndicatorQueries:
         families: dict[str, dict[str, list[Fact]]] = {}
         with self.engine.connect() as conn:
             _no_jit(conn)
-            window = _window(conn, as_of)
+            window = _window(as_of, _latest_recorded(conn))
             for ind in chosen:
                 if unit_kind not in ind.unit_kinds:
                     continue
@@ -274,7 +274,8 @@ class SqlIndicatorQueries:
         points: list[IndicatorValue] = []
         with self.engine.connect() as conn:  # one connection, the family statement alone, narrowed to the unit
             _no_jit(conn)
-            last = _window(conn, as_of)
+            latest = _latest_recorded(conn)
+            last = _window(as_of, latest)
             for back in range(months - 1, -1, -1):
                 if back == 0:
                     at = last.at
@@ -283,7 +284,7 @@ class SqlIndicatorQueries:
                     at = datetime.combine(end + timedelta(days=1), time(), CHINA).astimezone(UTC) - timedelta(
                         microseconds=1
                     )
-                window = last if back == 0 else _window(conn, at)
+                window = last if back == 0 else _window(at, latest)
                 found = [
                     v for v in self._aggregate(
                         ind, self._groups[FAMILY[ind.code]](conn, window, scope)[ind.code], unit_kind, unit, window,
@@ -787,9 +788,13 @@ def _with_month(value: IndicatorValue, month: str) -> IndicatorValue:
     return replace(value, month=month)
 
 
-def _window(conn: Connection, as_of: datetime | None) -> Window:
-    """``Window.of(as_of)``, marked the present when nothing in the inbox was recorded after it (one read of the
-    inbox's time index)."""
-    window = Window.of(as_of)
+def _latest_recorded(conn: Connection) -> datetime | None:
+    """The latest recorded time in the inbox (one read of its time index); None when it is empty."""
     latest = conn.execute(select(func.max(t.inbox.c.time))).scalar()
-    return replace(window, present=latest is None or window.at >= utc(latest))
+    return None if latest is None else utc(latest)
+
+
+def _window(as_of: datetime | None, latest: datetime | None) -> Window:
+    """``Window.of(as_of)``, marked the present when nothing in the inbox was recorded after it."""
+    window = Window.of(as_of)
+    return replace(window, present=latest is None or window.at >= latest)

@@ -252,12 +252,10 @@ def latest_contacts(conn: Connection) -> dict[str, dict[str, date]]:
     """Each child's latest day of each kind of contact (the present rows' ``last_*``), from the contacts table."""
     c = t.contacts.c
     out: dict[str, dict[str, date]] = {}
-    names = {"contact": ("last_contact",), "home_visit": ("last_contact", "last_home_visit"),
-             "parent": ("last_parent",)}
     for child_id, kind, day in conn.execute(
             select(c.child_id, c.kind, func.max(c.on_date)).group_by(c.child_id, c.kind)):
         days = out.setdefault(child_id, {})
-        for name in names.get(kind, ()):
+        for name in p.LATEST_OF_KIND.get(kind, ()):
             if name not in days or days[name] < day:
                 days[name] = day
     return out
