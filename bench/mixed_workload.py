@@ -14,9 +14,10 @@
    concerns routed to 2–5 agencies each; the workload itself files eight) and wait until routing has settled (the
    inboxes stop growing and guardianship knows the last child); then read every officer agency's inbox for the
    referrals it holds.
-3. For each rate (offered = desks × 1 request/s each, ``constant_throughput``): locust, headless, as a subprocess,
-   with ``bench/locustfile.py``: first the baseline (``HealthzUser``: ``GET /healthz`` of the same servers, same
-   desks, same rate; the load tool's own cost), then the mix (``CountyUser``, weights in the locustfile: inbox 30,
+3. For each rate (offered = desks × 1 task/s each, the starts of each desk's tasks a Poisson process: see
+   ``poisson_throughput``): locust, headless, as a subprocess, with ``bench/locustfile.py``: first the baseline
+   (``HealthzUser``: ``GET /healthz`` of the same servers, same desks, same rate;
+   the load tool's own cost), then the mix (``CountyUser``, weights in the locustfile: inbox 30,
    timeline 10 + history 5, child file 10, referral actions 15, reports 10, visits 10, assessments 5, feed 5).
    A referral action whose ETag the desk does not know yet is two requests (read, then act with ``If-Match``), so
    the requests achieved can exceed the tasks offered. The warm-up (``--warmup-s``) starts when locust reports
@@ -401,9 +402,13 @@ def profile(platform: Platform, svg: Path, seconds: float) -> dict[str, Any]:
     chosen = os.environ.get("HUHANG_BENCH_PROFILE_PROCESS") or max(usage, key=lambda k: usage[k])
     pid = platform.processes[chosen].pid
     # HUHANG_BENCH_PROFILE_IDLE=1: idle threads too (where requests wait, not only where the CPU goes), raw stacks
+    # HUHANG_BENCH_PROFILE_RAW=1: collapsed stacks (text, for reading and summing) instead of the flame graph
     idle = os.environ.get("HUHANG_BENCH_PROFILE_IDLE") == "1"
-    options = ["--idle", "--format", "raw"] if idle else []
-    out = svg.with_suffix(".txt") if idle else svg
+    raw = idle or os.environ.get("HUHANG_BENCH_PROFILE_RAW") == "1"
+    # HUHANG_BENCH_PROFILE_GIL=1: only the thread holding the GIL (where the process's Python CPU goes)
+    gil = os.environ.get("HUHANG_BENCH_PROFILE_GIL") == "1"
+    options = (["--idle"] if idle else []) + (["--format", "raw"] if raw else []) + (["--gil"] if gil else [])
+    out = svg.with_suffix(".txt") if raw else svg
     subprocess.run([spy, "record", "-p", str(pid), "-d", str(int(seconds)), "-o", str(out), "--nonblocking",
                     *options], capture_output=True, check=False)
     return {"process": chosen, "flamegraph": str(out)}
@@ -514,7 +519,7 @@ def main(argv: list[str] | None = None) -> int:
         path = RESULTS_DIR / f"mixed_workload_{mode}.json"
         write_results(
             path, "mixed_workload",
-            "locust (FastHttpUser, constant_throughput 1 request/s per desk, headless subprocess per step) at "
+            "locust (FastHttpUser, Poisson task starts at 1/s per desk, headless subprocess per step) at "
             "rising offered rates; per step a /healthz baseline with the same harness; requests of the warm-up "
             "left out; percentiles exact from every request",
             result, ("locust", "fastapi", "uvicorn", "eventsourcing", "sqlalchemy", "psycopg", "kafka-python",

@@ -28,15 +28,16 @@ from uuid import UUID
 from sqlalchemy import BigInteger, Column, Engine, LargeBinary, MetaData, Table, Text, insert, select
 from sqlalchemy.exc import IntegrityError
 
-# The record hash is defined once, in the offline bundle verifier (standard library only), so that what an inspector
-# runs is the code the chain is made with.
 from huhang.bundle_verify import RECORD_TAG as RECORD_TAG
 from huhang.bundle_verify import RecordHasher as RecordHasher
 from huhang.bundle_verify import record_hash as record_hash
 from huhang.bundle_verify import record_hasher as record_hasher
 from huhang.checkpoints import Checkpointer, build_checkpointer
 from huhang.settings import Settings
-from huhang.sql import create_tables
+
+# The record hash is defined once, in the offline bundle verifier (standard library only), so that what an inspector
+# runs is the code the chain is made with.
+from huhang.sql import create_tables, reading
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ class ChainStore:
 
     def head(self) -> tuple[int, bytes]:
         """The last chained position and its hash; ``(0, GENESIS)`` for an empty chain."""
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             row = conn.execute(
                 select(chain_table.c.position, chain_table.c.hash).order_by(chain_table.c.position.desc()).limit(1)
             ).first()
@@ -165,7 +166,7 @@ class ChainStore:
             query = query.where(c.position > after)
         if through is not None:
             query = query.where(c.position <= through)
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return [ChainRow._make(row) for row in conn.execute(query).all()]
 
     def row_at(self, position: int) -> ChainRow | None:
@@ -179,7 +180,7 @@ class ChainStore:
         parameter marks)."""
         sql = _LINKS_SQL if self.engine.dialect.paramstyle == "qmark" else _LINKS_SQL.replace("?", "%s")
         after = -(2**63)
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             dbapi = conn.connection.dbapi_connection
             assert dbapi is not None
             cursor = dbapi.cursor()

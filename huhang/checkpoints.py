@@ -35,7 +35,7 @@ from huhang.bundle_verify import CHECKPOINT_TAG as CHECKPOINT_TAG
 from huhang.bundle_verify import checkpoint_message
 from huhang.keyfiles import read_or_create
 from huhang.settings import Settings
-from huhang.sql import create_tables, insert_ignoring_duplicates
+from huhang.sql import create_tables, insert_ignoring_duplicates, reading
 from huhang.storage import schema_name
 
 logger = logging.getLogger(__name__)
@@ -234,7 +234,7 @@ class CheckpointStore:
             }])
 
     def last_position(self) -> int:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             value = conn.execute(
                 select(checkpoints_table.c.position).order_by(checkpoints_table.c.position.desc()).limit(1)
             ).scalar_one_or_none()
@@ -249,7 +249,7 @@ class CheckpointStore:
             ).limit(batch_size)
             if after is not None:
                 query = query.where((t.position > after[0]) | ((t.position == after[0]) & (t.key_id > after[1])))
-            with self.engine.connect() as conn:
+            with reading(self.engine) as conn:
                 rows = conn.execute(query).all()
             for position, key_id, log, service, head, time_text, signature in rows:
                 yield SourcedCheckpoint(

@@ -57,6 +57,7 @@ from huhang.chain import (
 )
 from huhang.checkpoints import CheckpointStore, TrustedKeys, log_name, publish_dir, read_published, trusted_keys
 from huhang.settings import Settings
+from huhang.sql import reading
 
 logger = logging.getLogger(__name__)
 
@@ -329,7 +330,7 @@ class _ServiceCheck:
         query = select(c.position, c.originator_id, c.originator_version, c.topic, c.state_sha256, c.prev_hash,
                        c.hash).where(c.originator_id.in_(sorted(originators))).order_by(c.position).limit(
                            self.cap * 4)
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             rows = [ChainRow._make(row) for row in conn.execute(query).all()]
         truncated = len(rows) >= self.cap * 4
         recorder = self.service.application.recorder

@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from sqlalchemy import BigInteger, Column, Engine, Float, MetaData, String, Table, select
 
-from huhang.sql import create_tables, upsert
+from huhang.sql import create_tables, reading, upsert
 from huhang.streams import Consumer, MergedSource, NotificationLogSource, Positions
 
 logger = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class StreamProgress:
             upsert(conn, progress_table, {"name": name, "position": position, "progress_at": at}, keys=["name"])
 
     def all(self) -> dict[str, float]:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             rows = conn.execute(select(progress_table.c.name, progress_table.c.progress_at)).all()
         return {str(name): float(at) for name, at in rows}
 

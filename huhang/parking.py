@@ -45,7 +45,7 @@ from sqlalchemy import exc as sa_exc
 
 from contracts.envelope import CloudEvent
 from contracts.events import parse_event
-from huhang.sql import create_tables, dialect_insert
+from huhang.sql import create_tables, dialect_insert, reading
 
 logger = logging.getLogger(__name__)
 
@@ -163,11 +163,11 @@ class ParkedEvents:
             query = query.where(parked_table.c.consumer == consumer)
         if status is not None:
             query = query.where(parked_table.c.status == status)
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
     def get(self, key: str) -> dict[str, Any] | None:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             row = conn.execute(select(parked_table).where(parked_table.c.parked_id == key)).first()
         return None if row is None else dict(row._mapping)
 

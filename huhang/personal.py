@@ -50,7 +50,7 @@ from sqlalchemy import Column, DateTime, Engine, LargeBinary, MetaData, String, 
 from huhang.keyfiles import read_or_create
 from huhang.problems import Gone
 from huhang.settings import Settings
-from huhang.sql import create_tables, insert_ignoring_duplicates
+from huhang.sql import create_tables, insert_ignoring_duplicates, reading
 
 logger = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ class ChildKeys:
     def _load(self, child_ids: list[UUID]) -> None:
         t = child_keys_table
         found: dict[UUID, Any] = {}
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             for start in range(0, len(child_ids), 1000):
                 chunk = [str(c) for c in child_ids[start:start + 1000]]
                 for row in conn.execute(select(t.c.child_id, t.c.wrapped_key).where(t.c.child_id.in_(chunk))):

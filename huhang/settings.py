@@ -80,6 +80,13 @@ class Settings(BaseSettings):
     # (size + overflow) must fit the server's max_connections.
     postgres_pool_size: int = Field(default=2, ge=1, le=100)
     postgres_max_overflow: int = Field(default=10, ge=0, le=100)
+    # Check every pooled connection with a round trip before each use. Off: a connection broken by a PostgreSQL
+    # restart fails its first use instead (the request answers 503 with Retry-After, the event store retries it),
+    # and the failure invalidates the rest of the pool so that each connection is replaced once, not once per use.
+    postgres_pre_ping: bool = False
+    # FastAPI's native OpenTelemetry spans and metrics for every request (when an OpenTelemetry SDK is configured
+    # in the process). Off: no per-request lookup of the OpenTelemetry providers.
+    telemetry: bool = False
 
     # Tamper evidence (huhang/chain.py, huhang/checkpoints.py): every service's log is hash-chained, and its head is
     # signed every interval (and at shutdown) and published to files in audit_publish_dir (default data_dir/audit).

@@ -13,6 +13,15 @@ from sqlalchemy.exc import IntegrityError, InternalError, ProgrammingError
 T = TypeVar("T")
 
 
+def reading(engine: Engine) -> Connection:
+    """A connection for reads alone (``with reading(engine) as conn``), in autocommit: PostgreSQL is sent no BEGIN
+    before the first statement and no ROLLBACK at the end, two round trips of three for a one-statement read.
+    Each statement sees its own snapshot, as every statement of a READ COMMITTED transaction already does; a read
+    that needs one snapshot for several statements, ``SET LOCAL`` or a server-side cursor (``yield_per``) takes
+    ``engine.connect()`` instead."""
+    return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+
 def dialect_insert(conn: Connection, table: Table) -> Any:
     """The dialect's INSERT (with ``on_conflict_do_*``) for this connection: PostgreSQL or SQLite."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite

@@ -29,7 +29,7 @@ from contracts.envelope import CloudEvent
 from huhang.lease import Lease, run_leased
 from huhang.parking import ParkedEvents, handle_or_park, retry_parked, unavailable
 from huhang.personal import PersonalDataErased
-from huhang.sql import create_tables, dialect_insert, upsert
+from huhang.sql import create_tables, dialect_insert, reading, upsert
 
 logger = logging.getLogger(__name__)
 
@@ -192,7 +192,7 @@ class Positions:
         create_tables(metadata, engine, [positions_table])
 
     def get(self, name: str) -> int:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             value = conn.execute(
                 select(positions_table.c.position).where(positions_table.c.name == name)
             ).scalar_one_or_none()

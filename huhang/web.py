@@ -71,7 +71,11 @@ def create_api(
     """The app serving ``routers``, each behind the bearer-token dependency; ``open_routers`` (the token
     endpoint) and the health check, the JWKS and the documentation stay open. Loading the token keys here
     makes a production process without ``HUHANG_AUTH_SIGNING_KEY`` refuse to start."""
-    app = FastAPI(title=title, version="1.0.0", description=DESCRIPTION)
+    traced = settings.telemetry
+    app = FastAPI(
+        title=title, version="1.0.0", description=DESCRIPTION,
+        telemetry={"tracing": traced, "metrics": traced, "logs": traced},
+    )
     app.state.auth_tokens = TokenService.from_settings(settings)
     install_problem_handlers(app, retry_after_s=settings.unavailable_retry_after_s)
     install_auth_handlers(app)

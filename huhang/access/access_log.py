@@ -26,7 +26,7 @@ from uuid import UUID
 
 from sqlalchemy import BigInteger, Column, DateTime, Engine, Index, Integer, MetaData, String, Table, insert, select
 
-from huhang.sql import create_tables
+from huhang.sql import create_tables, reading
 
 logger = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ class AccessLog:
         if since is not None:
             query = query.where(t.c.at >= since.astimezone(UTC))
         query = query.order_by(t.c.entry_id).limit(limit)
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             rows = [dict(r._mapping) for r in conn.execute(query)]
         for row in rows:
             if row["at"].tzinfo is None:

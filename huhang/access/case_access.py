@@ -42,7 +42,7 @@ from contracts.events import (
     ReferralStatusChanged,
 )
 from huhang.access.policy import Grant, RecordFacts, holding_agencies
-from huhang.sql import create_tables, dialect_insert, insert_ignoring_duplicates
+from huhang.sql import create_tables, dialect_insert, insert_ignoring_duplicates, reading
 
 # The status recorded for a new owner by a transfer until its first status change arrives: it grants access.
 TRANSFERRED_IN = "transferred-in"
@@ -216,7 +216,7 @@ class CaseAccess:
     # --- queries ---------------------------------------------------------------------------------------------------
 
     def case(self, case_id: UUID) -> CaseRef | None:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             row = conn.execute(
                 select(cases_table.c.child_id).where(cases_table.c.case_id == str(case_id))
             ).first()
@@ -224,7 +224,7 @@ class CaseAccess:
 
     def facts_for_case(self, case_id: UUID) -> RecordFacts | None:
         """The facts about one case; ``None`` when no event of it has arrived yet."""
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             place = conn.execute(
                 select(cases_table.c.township, cases_table.c.village).where(cases_table.c.case_id == str(case_id))
             ).first()
@@ -237,7 +237,7 @@ class CaseAccess:
 
     def facts_for_child(self, child_id: UUID) -> RecordFacts | None:
         """The facts about a child across all of its cases (and those of files merged into it, or it into)."""
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             ids = self._related_children(conn, str(child_id))
             place = conn.execute(
                 select(children_table.c.township, children_table.c.village)
@@ -282,7 +282,7 @@ class CaseAccess:
         )
 
     def grant(self, grant_id: UUID) -> dict[str, Any] | None:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             row = conn.execute(select(grants_table).where(grants_table.c.grant_id == str(grant_id))).first()
         return _grant_row(row._mapping) if row else None
 
@@ -294,7 +294,7 @@ class CaseAccess:
         if since is not None:
             query = query.where(grants_table.c.opened_at >= _utc(since))
         query = query.order_by(grants_table.c.opened_at.desc(), grants_table.c.grant_id).limit(limit)
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return [_grant_row(r._mapping) for r in conn.execute(query)]
 
 

@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from contracts.agencies import Agency
 from huhang.auth.principal import Principal, Role
 from huhang.problems import Conflict, FieldError, NotFound, Unprocessable
-from huhang.sql import create_tables
+from huhang.sql import create_tables, reading
 
 SECRET_PREFIX = "hh_"  # noqa: S105 - the marker of our secrets, not a secret
 CLIENT_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{2,63}$")
@@ -156,7 +156,7 @@ class AccountStore:
         return Created(self._find_account(id_or_login), secret)
 
     def accounts(self) -> list[Account]:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             clients = [_client_of(r._mapping) for r in conn.execute(select(clients_table).order_by("client_id"))]
             people = [_person_of(r._mapping) for r in conn.execute(select(people_table).order_by("login_name"))]
         return clients + people
@@ -170,7 +170,7 @@ class AccountStore:
     # --- authentication ----------------------------------------------------------------------------------------
 
     def authenticate_client(self, client_id: str, secret: str) -> Principal | None:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             row = conn.execute(select(clients_table).where(clients_table.c.client_id == client_id)).first()
         if row is None:
             self._burn(secret)
@@ -180,7 +180,7 @@ class AccountStore:
         return _client_of(row._mapping).principal()
 
     def authenticate_person(self, login_name: str, password: str) -> Principal | None:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             row = conn.execute(select(people_table).where(people_table.c.login_name == login_name)).first()
         if row is None:
             self._burn(password)
@@ -212,7 +212,7 @@ class AccountStore:
                            errors=[FieldError(field=field, reason="already exists")]) from None
 
     def _find(self, id_or_login: str) -> tuple[Table, Column[str]]:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             if conn.execute(select(clients_table.c.client_id).where(clients_table.c.client_id == id_or_login)).first():
                 return clients_table, clients_table.c.client_id
             for column in (people_table.c.account_id, people_table.c.login_name):
@@ -227,12 +227,12 @@ class AccountStore:
         return self._person(key == id_or_login)
 
     def _client(self, client_id: str) -> Account:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             row = conn.execute(select(clients_table).where(clients_table.c.client_id == client_id)).one()
         return _client_of(row._mapping)
 
     def _person(self, where: object) -> Account:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             row = conn.execute(select(people_table).where(where)).one()  # type: ignore[arg-type]
         return _person_of(row._mapping)
 

@@ -36,7 +36,7 @@ from sqlalchemy import (
     select,
 )
 
-from huhang.sql import create_tables, dialect_insert, insert_ignoring_duplicates
+from huhang.sql import create_tables, dialect_insert, insert_ignoring_duplicates, reading
 from huhang.streams import Positions, WakeableApplication, positions_table
 from services.guardianship.care import AgreementTerms, CareFile
 from services.guardianship.children import known_children_table
@@ -186,7 +186,7 @@ class CareStatus:
             .where(k.c.covered.is_(True), k.c.merged_into.is_(None))
             .order_by(k.c.child_id)
         )
-        with self.engine.connect() as conn:
+        with self.engine.connect() as conn:  # streamed by a server-side cursor: that takes a transaction
             result = conn.execution_options(yield_per=size).execute(query)
             for rows in result.partitions():
                 yield [
@@ -206,7 +206,7 @@ class CareStatus:
             .where(k.c.parents_away.is_(True), k.c.merged_into.is_(None))
         )
         found: dict[UUID, list[AgreementTerms]] = {}
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             for row in conn.execute(query):
                 found.setdefault(UUID(row.child_id), []).append(
                     AgreementTerms(row.agreement_id, row.start_on, row.end_on, bool(row.signed))

@@ -37,7 +37,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from contracts.envelope import CloudEvent
 from contracts.events import ChildFileUpdated, ChildrenMerged
-from huhang.sql import create_tables
+from huhang.sql import create_tables, reading
 
 CHINA_STANDARD_TIME = timezone(timedelta(hours=8), "CST")
 
@@ -139,7 +139,7 @@ class KnownChildren:
 
     def get(self, child_id: UUID) -> KnownChild | None:
         t = known_children_table
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             row = conn.execute(select(t).where(t.c.child_id == str(child_id))).one_or_none()
         return None if row is None else known_child_from_row(row)
 
@@ -147,7 +147,7 @@ class KnownChildren:
         t = known_children_table
         found: dict[UUID, KnownChild] = {}
         ids = [str(c) for c in child_ids]
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             for start in range(0, len(ids), 500):
                 rows = conn.execute(select(t).where(t.c.child_id.in_(ids[start:start + 500])))
                 for row in rows:
@@ -163,7 +163,7 @@ class KnownChildren:
             .where(t.c.covered.is_(True), t.c.merged_into.is_(None))
             .group_by(t.c.township, t.c.village)
         )
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return {(township, village): int(n) for township, village, n in conn.execute(query)}
 
     def in_village(self, township: str, village: str) -> list[KnownChild]:
@@ -174,14 +174,14 @@ class KnownChildren:
             .where(t.c.township == township, t.c.village == village, t.c.merged_into.is_(None))
             .order_by(t.c.child_id)
         )
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return [known_child_from_row(row) for row in conn.execute(query)]
 
     def covered_children(self, batch_size: int = 5000) -> Iterator[KnownChild]:
         """Every covered child not merged away, streamed in batches (the scheduled care checks)."""
         t = known_children_table
         query = select(t).where(t.c.covered.is_(True), t.c.merged_into.is_(None)).order_by(t.c.child_id)
-        with self.engine.connect() as conn:
+        with self.engine.connect() as conn:  # streamed by a server-side cursor: that takes a transaction
             result = conn.execution_options(yield_per=batch_size).execute(query)
             for row in result:
                 yield known_child_from_row(row)

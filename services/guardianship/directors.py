@@ -50,7 +50,7 @@ from sqlalchemy import (
 
 from huhang.groupcommit import GroupCommitter
 from huhang.problems import Conflict, FieldError, NotFound, Unprocessable
-from huhang.sql import create_tables, dialect_insert, insert_ignoring_duplicates
+from huhang.sql import create_tables, dialect_insert, insert_ignoring_duplicates, reading
 from huhang.streams import Positions, WakeableApplication, positions_table
 from services.guardianship.children import KnownChild, KnownChildren
 from services.guardianship.domain import GuardianshipFile
@@ -356,7 +356,7 @@ class DirectorRoster:
             query = query.where(d.c.village == village)
         if not include_left:
             query = query.where(d.c.left_on.is_(None))
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return [
                 RosterEntry(
                     director_id=UUID(r.director_id), name=r.name, phone=r.phone, township=r.township,
@@ -371,7 +371,7 @@ class DirectorRoster:
         query = select(d.c.township, d.c.village, func.count()).where(d.c.left_on.is_(None))
         if township is not None:
             query = query.where(d.c.township == township)
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             rows = conn.execute(query.group_by(d.c.township, d.c.village))
             return {(tw, v): int(n) for tw, v, n in rows}
 
@@ -391,7 +391,7 @@ class DirectorRoster:
         )
         if township is not None:
             query = query.where(d.c.township == township)
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return [
                 UntrainedDirector(UUID(r.director_id), r.name, r.township, r.village, r.last_trained_on)
                 for r in conn.execute(query)
@@ -402,7 +402,7 @@ class DirectorRoster:
         query = select(func.count()).select_from(d).where(in_office_on(on))
         if township is not None:
             query = query.where(d.c.township == township)
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return int(conn.execute(query).scalar_one())
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import Column, DateTime, Engine, MetaData, String, Table, select
 
 from contracts.envelope import CloudEvent
 from contracts.events import ReportFiled
-from huhang.sql import create_tables, insert_ignoring_duplicates
+from huhang.sql import create_tables, insert_ignoring_duplicates, reading
 
 metadata = MetaData()
 known_cases_table = Table(
@@ -60,7 +60,7 @@ class KnownCases:
 
     def get(self, case_id: UUID) -> KnownCase | None:
         t = known_cases_table
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             row = conn.execute(select(t).where(t.c.case_id == str(case_id))).one_or_none()
         if row is None:
             return None

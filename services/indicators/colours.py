@@ -20,7 +20,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 from sqlalchemy import select
 
-from huhang.sql import upsert
+from huhang.sql import reading, upsert
 from services.indicators import tables as t
 from services.indicators.model import UNIT_KINDS, ColourChange, UnitKind
 from services.indicators.projection import utc
@@ -84,7 +84,7 @@ class ColourWatch:
     ]:
         """Every thresholded indicator for every unit: record the colours that changed; answers the changes."""
         engine = self.queries.engine
-        with engine.connect() as conn:
+        with reading(engine) as conn:
             held = {
                 (r.indicator, r.unit_kind, r.unit): r.colour for r in conn.execute(select(t.colours))
             }

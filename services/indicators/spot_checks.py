@@ -47,6 +47,7 @@ from contracts.events import SpotCheckFollowUpRequired, SpotCheckFollowUpRequire
 from huhang.eventstore import integration_event_id
 from huhang.personal import PersonalDataErased
 from huhang.problems import FieldError, NotFound, Unprocessable
+from huhang.sql import reading
 from services.indicators import tables as ind_tables
 
 SOURCE = "/huhang/indicators"
@@ -145,7 +146,7 @@ class TableRoster:
         at = as_of.astimezone(UTC)
         query = select(c.child_id, c.village).where(
             c.township == township, c.valid_from <= at, or_(c.valid_to.is_(None), c.valid_to > at))
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return [RegisteredChild(UUID(r.child_id), township, r.village) for r in conn.execute(query)]
 
 

@@ -37,7 +37,7 @@ from sqlalchemy import (
     select,
 )
 
-from huhang.sql import create_tables, insert_ignoring_duplicates
+from huhang.sql import create_tables, insert_ignoring_duplicates, reading
 from services.intake.history import Json, empty_case, entry_of, fold_into, history_event
 
 logger = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ class CaseHistoryStore:
     def history(self, case_id: str, as_of: datetime, *, use_snapshots: bool = True) -> CaseHistory | None:
         """The case as of ``as_of`` (inclusive); None when no event of the case is that old."""
         as_of = _utc(as_of)
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             snapshots = self._snapshots_until(conn, case_id, as_of) if use_snapshots else []
             if snapshots and not self._still_right(conn, case_id, snapshots[-1]):
                 snapshots = []
@@ -181,7 +181,7 @@ class CaseHistoryStore:
             return
         ids = sorted(case_ids)
         t, s = self.timeline.c, snapshots_table.c
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             totals: dict[str, int] = dict(conn.execute(
                 select(t.case_id, func.count()).where(t.case_id.in_(ids)).group_by(t.case_id)
             ).tuples().all())
@@ -194,7 +194,7 @@ class CaseHistoryStore:
 
     def snapshot(self, case_id: str) -> int:
         """Store the snapshots the case is due (from its last one that is still right); how many were stored."""
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             existing = self._snapshots_until(conn, case_id, datetime.max.replace(tzinfo=UTC))
             if existing and not self._still_right(conn, case_id, existing[-1]):
                 existing = []

@@ -46,7 +46,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from huhang.personal import ChildKeys, PersonalDataErased
-from huhang.sql import create_tables
+from huhang.sql import create_tables, reading
 from services.intake.matching import (
     PROBABLE_AT,
     BlockingKeys,
@@ -151,7 +151,7 @@ class MatchIndex:
             matcher.add_prepared(features)
         if queries:
             skip = frozenset(str(child_id) for child_id in filed)
-            with self.engine.connect() as conn:
+            with reading(self.engine) as conn:
                 for chunk in _chunks(wanted, QUERY_CHUNK):
                     for stored in self._fetch(conn, chunk, skip):
                         matcher.add(stored)

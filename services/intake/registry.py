@@ -39,7 +39,7 @@ from sqlalchemy import (
     update,
 )
 
-from huhang.sql import create_tables, insert_ignoring_duplicates
+from huhang.sql import create_tables, insert_ignoring_duplicates, reading
 from services.intake.domain import Child
 from services.intake.facts import EMPTY_FACTS, SECTIONS, ChildFileFacts, facts_fingerprint
 from services.intake.match_index import among, upsert_rows
@@ -172,7 +172,7 @@ class ChildRegistry:
         found: dict[UUID, RegistryRow] = {}
         ordered = sorted(str(i) for i in child_ids)
         t = registry_table
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             for start in range(0, len(ordered), _CHUNK):
                 query = select(t).where(among(conn, t.c.child_id, ordered[start:start + _CHUNK]))
                 for row in conn.execute(query):
@@ -191,7 +191,7 @@ class ChildRegistry:
             .order_by(registry_table.c.rederive_on, registry_table.c.child_id)
             .limit(limit)
         )
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return [UUID(v) for v in conn.execute(query).scalars()]
 
 
@@ -238,7 +238,7 @@ class DuplicateList:
         """The status of each of these pairs that was ever flagged, by pair key."""
         out: dict[str, str] = {}
         ordered = sorted(keys)
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             for start in range(0, len(ordered), _CHUNK):
                 chunk = ordered[start:start + _CHUNK]
                 query = select(duplicates_table.c.pair, duplicates_table.c.status).where(
@@ -270,7 +270,7 @@ class DuplicateList:
         if after is not None:
             query = query.where(t.c.pair > after)
         query = query.order_by(t.c.pair).limit(limit)
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return [dict(row._mapping) for row in conn.execute(query)]
 
 

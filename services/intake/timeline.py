@@ -15,7 +15,7 @@ from uuid import UUID
 from sqlalchemy import JSON, Column, DateTime, Engine, Index, MetaData, String, Table, select
 
 from contracts.envelope import CloudEvent
-from huhang.sql import create_tables, insert_ignoring_duplicates
+from huhang.sql import create_tables, insert_ignoring_duplicates, reading
 from services.intake.history_store import CaseHistoryStore
 
 logger = logging.getLogger(__name__)
@@ -79,5 +79,5 @@ class CaseTimeline:
             .where(timeline_table.c.case_id == str(case_id))
             .order_by(timeline_table.c.time, timeline_table.c.event_id)
         )
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return [dict(row._mapping) for row in conn.execute(query)]

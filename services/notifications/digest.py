@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 
 from contracts.agencies import Agency
 from contracts.vocabulary import Priority
+from huhang.sql import reading
 from services.notifications.domain import CHINA_STANDARD_TIME, Notice, NotificationKind
 from services.notifications.feed import NotificationFeed, notifications_table
 
@@ -48,7 +49,7 @@ def write_digests(feed: NotificationFeed, day: date, now: datetime) -> list[Noti
         .group_by(t.c.agency, t.c.kind)
     )
     counts: dict[str, Counter[str]] = {}
-    with feed.engine.connect() as conn:
+    with reading(feed.engine) as conn:
         for agency, kind, count in conn.execute(query):
             counts.setdefault(agency, Counter())[kind] = int(count)
     notices = [_digest(Agency(agency), day, kinds, now) for agency, kinds in sorted(counts.items())]

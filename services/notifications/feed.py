@@ -38,7 +38,7 @@ from sqlalchemy import (
 from contracts.agencies import Agency
 from contracts.envelope import CloudEvent
 from contracts.events import ReportFiled, parse_event
-from huhang.sql import create_tables, insert_ignoring_duplicates
+from huhang.sql import create_tables, insert_ignoring_duplicates, reading
 from services.notifications.domain import Notice, concerns_reporters, direct_notices, reporter_notices
 from services.notifications.reminders import reminder_notices
 
@@ -184,13 +184,13 @@ class NotificationFeed:
                 query = query.where(t.c.township == where.township)
             if where.village is not None:
                 query = query.where(t.c.village == where.village)
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return [dict(r._mapping) for r in conn.execute(query.order_by(t.c.sequence).limit(limit))]
 
     def last_sequence(self, agency: str) -> int:
         """The agency's newest sequence (0 for an empty feed): where a stream without a cursor starts."""
         t = notifications_table
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return int(conn.execute(select(func.max(t.c.sequence)).where(t.c.agency == agency)).scalar() or 0)
 
 

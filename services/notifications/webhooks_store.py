@@ -54,7 +54,7 @@ from sqlalchemy import (
 
 from contracts.agencies import Agency
 from contracts.envelope import CloudEvent
-from huhang.sql import create_tables, dialect_insert, insert_ignoring_duplicates
+from huhang.sql import create_tables, dialect_insert, insert_ignoring_duplicates, reading
 from services.notifications.webhooks_model import Area, Filter, area_of, new_secret, wants
 
 metadata = MetaData()
@@ -192,13 +192,13 @@ class WebhookStore:
 
     def of_agency(self, agency: Agency) -> list[dict[str, Any]]:
         t = subscriptions_table
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             rows = conn.execute(select(t).where(t.c.agency == agency.value).order_by(t.c.created_at, t.c.id))
             return [dict(r._mapping) for r in rows]
 
     def get(self, agency: Agency, subscription_id: str) -> dict[str, Any] | None:
         t = subscriptions_table
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             row = conn.execute(
                 select(t).where(t.c.id == subscription_id, t.c.agency == agency.value)
             ).first()
@@ -370,7 +370,7 @@ class WebhookStore:
         query = select(d).where(d.c.subscription_id == subscription_id)
         if status is not None:
             query = query.where(d.c.status == status)
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return [dict(r._mapping) for r in conn.execute(query.order_by(d.c.seq).limit(limit))]
 
     def replay(self, subscription_id: str, delivery_id: str, now: datetime) -> bool:

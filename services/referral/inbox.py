@@ -33,7 +33,7 @@ from sqlalchemy import (
 from contracts.envelope import CloudEvent
 from contracts.events import ReferralEscalated, ReferralOwnerChanged, ReferralRequested, ReferralStatusChanged
 from contracts.vocabulary import ReferralStatus
-from huhang.sql import create_tables, insert_ignoring_duplicates, racing_ddl
+from huhang.sql import create_tables, insert_ignoring_duplicates, racing_ddl, reading
 
 metadata = MetaData()
 referrals_table = Table(
@@ -163,19 +163,19 @@ class Inbox:
             at, rid = cursor
             query = query.where(or_(t.c.requested_at < at, and_(t.c.requested_at == at, t.c.referral_id < rid)))
         query = query.order_by(t.c.requested_at.desc(), t.c.referral_id.desc()).limit(limit)
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
     def counts_by_status(self, agency: str) -> dict[str, int]:
         t = referrals_table
         query = select(t.c.status, func.count()).where(t.c.owner_agency == agency).group_by(t.c.status)
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return {status: int(n) for status, n in conn.execute(query)}
 
     def for_case(self, case_id: UUID) -> list[dict[str, Any]]:
         t = referrals_table
         query = select(t).where(t.c.case_id == str(case_id)).order_by(t.c.requested_at, t.c.referral_id)
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
     def overdue_ids(self, at: datetime, below_level: int = 2, limit: int = 1000) -> list[UUID]:
@@ -187,5 +187,5 @@ class Inbox:
             .order_by(t.c.due_at)
             .limit(limit)
         )
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return [UUID(rid) for rid in conn.execute(query).scalars()]
