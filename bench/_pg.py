@@ -30,3 +30,14 @@ def drop_schemas(prefix: str) -> list[str]:
         return names
     finally:
         engine.dispose()
+
+
+def sessions_started() -> int:
+    """PostgreSQL sessions started on the server so far (``pg_stat_database.sessions``, PostgreSQL 14+): the
+    difference over a step is how many backends the platform opened in it (each a process start of its own)."""
+    engine = create_engine(DATABASE_URL.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(text("SELECT coalesce(sum(sessions), 0) FROM pg_stat_database")).scalar_one())
+    finally:
+        engine.dispose()

@@ -26,7 +26,9 @@
    latencies hide the queue). The rates stop at the first step that does not hold.
 4. CPU per process (each platform process with its children, PostgreSQL, Tansu, locust, everything else) over
    every step, from psutil and /proc/stat: on a 2-core machine shared with other work, the bottleneck is read
-   there. ``--profile`` also runs ``py-spy record`` (if on PATH) on the busiest platform process at each step.
+   there. The machine's CPU per request achieved, and before every step the machine's Python speed
+   (``machine_speed_ms``: one fixed loop, best of 3), since a virtual machine's CPU varies between runs.
+   ``--profile`` also runs ``py-spy record`` (if on PATH) on the busiest platform process at each step.
 
 Prints a table per mode and writes ``bench/results/mixed_workload_<mode>.json``; logs (platform and locust) go to
 ``bench/results/logs/mixed_workload_<mode>/``. Target: the mix holds >= 300 requests/s at p99 < 500 ms in
@@ -59,7 +61,7 @@ import httpx
 import psutil
 
 from bench._load.county import CONCERNS, OFFICER_AGENCIES, bearer
-from bench._pg import DATABASE_URL, drop_schemas
+from bench._pg import DATABASE_URL, drop_schemas, sessions_started
 from bench._results import write_results
 from bench.intake_and_routing import SyntheticReports, latency_ms, pids_named, signing_key
 from huhang.bootstrap import SERVICE_NAMES
@@ -135,9 +137,11 @@ def distributed(schema_prefix: str, logs: Path) -> Iterator[Platform]:
             kafka_bootstrap_servers=bootstrap, kafka_max_poll_interval_ms="60000", kafka_session_timeout_ms="5000",
             referral_url=urls["referral"], intake_url=urls["intake"], guardianship_url=urls["guardianship"],
             auth_signing_key=signing_key(),
-            # connections kept open rather than opened per burst: 11 processes x 2 pools x (6 + 6) fit in the
-            # 400 connections ./dev test sets (a backend started per overflow connection was CPU of its own)
-            postgres_pool_size=os.environ.get("HUHANG_BENCH_POOL_SIZE", "6"), postgres_max_overflow="6",
+            # connections kept open, none opened per burst: 11 processes x 2 pools x 12 fit in the 400 connections
+            # ./dev test sets. With 6 + 6 overflow, 150/s started 552 backends in 30 s (a fifth of the machine's
+            # CPU, and 150/s missed at p99 946 ms); with 12 + 0, 1 backend, and 150/s held at p99 366 ms.
+            postgres_pool_size=os.environ.get("HUHANG_BENCH_POOL_SIZE", "12"),
+            postgres_max_overflow=os.environ.get("HUHANG_BENCH_MAX_OVERFLOW", "0"),
         )
         progress(f"distributed: starting {len(API_SERVICES)} APIs, as many workers and the router")
         processes: dict[str, subprocess.Popen[bytes]] = {}
@@ -301,9 +305,24 @@ def _tree(pid: int) -> list[int]:
 # --------------------------------------------------------------------------------------------------------- steps
 
 
+def machine_speed_ms() -> float:
+    """How fast this machine runs Python right now: the best of 3 timings of one fixed loop (ms). The CPU a
+    virtual machine gets varies from hour to hour (measured here: the same step used 1.3x the CPU an hour later);
+    a step's CPU per request divided by this figure compares across runs where the raw milliseconds do not."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        total = 0
+        for i in range(1_000_000):
+            total += i * i
+        best = min(best, time.perf_counter() - started)
+    return round(best * 1000, 1)
+
+
 def run_step(platform: Platform, plan: Plan, seed_path: Path, logs: Path, user_class: str, rate: float,
              seconds: float) -> dict[str, Any]:
     users = max(1, round(rate / USER_RATE))
+    speed_ms = machine_speed_ms()  # the platform idle between steps
     label = f"{user_class}-{rate:g}"
     samples = logs / f"{label}.samples.jsonl"
     spawned = Path(f"{samples}.spawned")
@@ -334,6 +353,7 @@ def run_step(platform: Platform, plan: Plan, seed_path: Path, logs: Path, user_c
                 time.sleep(0.1)
             time.sleep(plan.warmup_s)
             measured_from = time.time()
+            sessions_before = sessions_started() if platform.storage == "postgres" else None
             cpu.start()
             if plan.profile and user_class == "CountyUser":
                 profiled = profile(platform, logs / f"{label}.profile.svg", seconds * 0.8)
@@ -341,12 +361,17 @@ def run_step(platform: Platform, plan: Plan, seed_path: Path, logs: Path, user_c
                 time.sleep(seconds)
             cores = cpu.stop()
             measured_to = time.time()
+            sessions = None if sessions_before is None else sessions_started() - sessions_before
             locust.send_signal(signal.SIGTERM)
             locust.wait(60)
         finally:
             stop_process(locust)
     row = summarise(samples, measured_from, measured_to, rate, users, user_class)
     row["cpu_cores"] = cores
+    row["machine_speed_ms"] = speed_ms
+    row["postgres_sessions_started"] = sessions  # backends opened during the step (pool overflow: a process each)
+    busy = cores.get("machine", 0.0)
+    row["cpu_ms_per_request"] = round(busy * 1000 / row["achieved_per_s"], 2) if row["achieved_per_s"] else None
     row["processes_exited"] = {n: p.returncode for n, p in platform.processes.items() if p.poll() is not None}
     if profiled:
         row["profile"] = profiled
@@ -452,12 +477,14 @@ def _f(value: Any, spec: str = ",.0f") -> str:
 def table(result: dict[str, Any]) -> str:
     lines = [f"\nMixed county workload, {result['mode']} ({result['storage']}); seed: {result.get('seed', {})}"]
     head = f"{'offered':>7} {'achieved':>8} {'p50':>6} {'p95':>6} {'p99':>6} {'errors':>7} {'holds':>5}"
-    lines.append(f"{head}   baseline /healthz: {'achieved':>8} {'p50':>6} {'p99':>6}")
+    lines.append(f"{head} {'cpu ms/req':>10} {'speed ms':>8}   baseline /healthz: {'achieved':>8} {'p50':>6} "
+                 f"{'p99':>6}")
     for row, base in zip(result["steps"], result["baseline"], strict=False):
         lat, blat = row["latency_ms"], base["latency_ms"]
         lines.append(f"{row['offered_per_s']:>7g} {row['achieved_per_s']:>8.1f} {_f(lat['p50']):>6} "
                      f"{_f(lat['p95']):>6} {_f(lat['p99']):>6} {row['error_rate']:>7.2%} "
-                     f"{'yes' if row['holds'] else 'NO':>5}   {'':>18} {base['achieved_per_s']:>8.1f} "
+                     f"{'yes' if row['holds'] else 'NO':>5} {_f(row.get('cpu_ms_per_request'), '.1f'):>10} "
+                     f"{_f(row.get('machine_speed_ms'), '.0f'):>8}   {'':>18} {base['achieved_per_s']:>8.1f} "
                      f"{_f(blat['p50']):>6} {_f(blat['p99']):>6}")
     for row in result["steps"]:
         lines.append(f"  at {row['offered_per_s']:g}/s, by kind (requests, p50/p95/p99 ms, errors):")
@@ -470,6 +497,10 @@ def table(result: dict[str, Any]) -> str:
         cpu = result["top_step_cpu_cores"]
         top = ", ".join(f"{k} {v:.2f}" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1]) if v >= 0.01)
         lines.append(f"  CPU in cores at the top step ({os.cpu_count()} cores): {top}")
+        opened = [f"{row['offered_per_s']:g}/s: {row['postgres_sessions_started']}" for row in result["steps"]
+                  if row.get("postgres_sessions_started") is not None]
+        if opened:
+            lines.append(f"  PostgreSQL sessions started during each step: {', '.join(opened)}")
     lines.append(f"  highest rate holding p99 < {P99_LIMIT_MS:g} ms (errors <= {ERROR_LIMIT:.0%}, achieved >= "
                  f"{ACHIEVED_MIN:.0%} of offered): {result['highest_rate_holding']}")
     if "target" in result:
