@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -13,9 +13,10 @@ from contracts.agencies import Agency
 from contracts.events import CONTRACT_EVENTS
 from huhang.access.guards import FORBIDDEN_DOC, AgencyQueue, PlatformJob
 from huhang.problems import PROBLEM_RESPONSES, FieldError, Unprocessable
+from huhang.responses import model_response
 from services.notifications.digest import write_digests, yesterday
 from services.notifications.feed import FeedFilter, NotificationFeed
-from services.notifications.schemas import NotificationPublic, NotificationsPublic
+from services.notifications.schemas import NotificationsPublic
 from services.notifications.stream import StreamPolicy, notification_events
 
 EVENT_TYPES = frozenset(cls.event_type for cls in CONTRACT_EVENTS)
@@ -73,16 +74,14 @@ def agency_notifications(
     after: Annotated[int, Query(ge=0, le=MAX_SEQUENCE,
                                 description="The last `sequence` already seen; 0 from the start.")] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-) -> NotificationsPublic:
+) -> Response:
     """Oldest first: new referrals to act on, and what became of the cases the agency reported.
     Poll with `after` set to `next_cursor`. Filters as the webhook subscriptions: `event_types`, `township`,
     `village`."""
     rows = feed.for_agency(agency.value, after=after, limit=limit, where=where)
-    return NotificationsPublic(
-        agency=agency,
-        items=[NotificationPublic.model_validate(r) for r in rows],
-        next_cursor=rows[-1]["sequence"] if rows else after,
-    )
+    return model_response(NotificationsPublic, {
+        "agency": agency, "items": rows, "next_cursor": rows[-1]["sequence"] if rows else after,
+    })
 
 
 @router.get(

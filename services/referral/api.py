@@ -27,6 +27,7 @@ from huhang.access.guards import (
 )
 from huhang.auth.principal import Principal
 from huhang.problems import PROBLEM_RESPONSES, FieldError, Unprocessable, problem_doc
+from huhang.responses import model_response
 from services.referral.application import Escalation, ReferralApplication
 from services.referral.domain import Referral
 from services.referral.inbox import Inbox, InboxFilter
@@ -40,7 +41,6 @@ from services.referral.schemas import (
     Reassignment,
     ReferralPublic,
     ReferralsPublic,
-    ReferralSummary,
     StatusChange,
     SweepPublic,
     SweepRequest,
@@ -132,7 +132,7 @@ def agency_inbox(
     requested_to: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
-) -> ReferralsPublic:
+) -> Response:
     """Newest first, with counts by status. Pass `next_cursor` back as `cursor` for the next page."""
     try:
         after = decode_cursor(cursor) if cursor else None
@@ -142,24 +142,20 @@ def agency_inbox(
         status=[s.value for s in status or []], priority=[p.value for p in priority or []], township=township,
         overdue_at=datetime.now(UTC) if overdue else None, requested_from=requested_from, requested_to=requested_to,
     )
-    rows = inbox.for_agency(agency.value, limit=limit, cursor=after, filters=filters)
-    return ReferralsPublic(
-        agency=agency,
-        items=[ReferralSummary.model_validate(r) for r in rows],
-        counts_by_status=inbox.counts_by_status(agency.value),
-        next_cursor=encode_cursor(rows[-1]) if len(rows) == limit else None,
-    )
+    rows, counts = inbox.page_and_counts(agency.value, limit=limit, cursor=after, filters=filters)
+    return model_response(ReferralsPublic, {
+        "agency": agency, "items": rows, "counts_by_status": counts,
+        "next_cursor": encode_cursor(rows[-1]) if len(rows) == limit else None,
+    })
 
 
 @router.get(
     "/cases/{case_id}/referrals", response_model=CaseReferralsPublic, responses=FORBIDDEN_DOC,
     summary="All referrals of a case",
 )
-def case_referrals(case_id: UUID, inbox: InboxDep, _: CaseReader) -> CaseReferralsPublic:
+def case_referrals(case_id: UUID, inbox: InboxDep, _: CaseReader) -> Response:
     """Every referral of the case, across departments, oldest first."""
-    return CaseReferralsPublic(
-        case_id=case_id, items=[ReferralSummary.model_validate(r) for r in inbox.for_case(case_id)]
-    )
+    return model_response(CaseReferralsPublic, {"case_id": case_id, "items": inbox.for_case(case_id)})
 
 
 def _public(app: ReferralApplication, referral: Referral, response: Response) -> ReferralPublic:

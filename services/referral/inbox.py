@@ -15,6 +15,7 @@ from uuid import UUID
 from sqlalchemy import (
     JSON,
     Column,
+    Connection,
     DateTime,
     Engine,
     Index,
@@ -156,6 +157,25 @@ class Inbox:
         filters: InboxFilter | None = None,
     ) -> list[dict[str, Any]]:
         """Newest first; the cursor is the (requested_at, referral_id) of the last row already seen."""
+        with reading(self.engine) as conn:
+            return self._page(conn, agency, status, limit, cursor, filters)
+
+    def counts_by_status(self, agency: str) -> dict[str, int]:
+        with reading(self.engine) as conn:
+            return self._counts(conn, agency)
+
+    def page_and_counts(
+        self, agency: str, *, limit: int = 50, cursor: tuple[datetime, str] | None = None,
+        filters: InboxFilter | None = None,
+    ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+        """A page of ``for_agency`` and the agency's ``counts_by_status``, on one connection (one checkout)."""
+        with reading(self.engine) as conn:
+            return self._page(conn, agency, None, limit, cursor, filters), self._counts(conn, agency)
+
+    def _page(
+        self, conn: Connection, agency: str, status: str | None, limit: int, cursor: tuple[datetime, str] | None,
+        filters: InboxFilter | None,
+    ) -> list[dict[str, Any]]:
         t = referrals_table
         f = filters or InboxFilter(status=(status,) if status else ())
         query = self._filtered(select(t).where(t.c.owner_agency == agency), f)
@@ -163,14 +183,13 @@ class Inbox:
             at, rid = cursor
             query = query.where(or_(t.c.requested_at < at, and_(t.c.requested_at == at, t.c.referral_id < rid)))
         query = query.order_by(t.c.requested_at.desc(), t.c.referral_id.desc()).limit(limit)
-        with reading(self.engine) as conn:
-            return [dict(r._mapping) for r in conn.execute(query)]
+        return [dict(r._mapping) for r in conn.execute(query)]
 
-    def counts_by_status(self, agency: str) -> dict[str, int]:
+    @staticmethod
+    def _counts(conn: Connection, agency: str) -> dict[str, int]:
         t = referrals_table
         query = select(t.c.status, func.count()).where(t.c.owner_agency == agency).group_by(t.c.status)
-        with reading(self.engine) as conn:
-            return {status: int(n) for status, n in conn.execute(query)}
+        return {status: int(n) for status, n in conn.execute(query)}
 
     def for_case(self, case_id: UUID) -> list[dict[str, Any]]:
         t = referrals_table
