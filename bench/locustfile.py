@@ -100,7 +100,9 @@ def poisson_throughput(rate: float) -> Any:
     that took longer than its gap starts the next at once, and no missed start is caught up later."""
 
     def wait_time(user: Any) -> float:
-        arrivals = user.__dict__.setdefault("_arrivals", random.Random(next(_arrival_seeds)))
+        arrivals = user.__dict__.get("_arrivals")
+        if arrivals is None:  # one generator per desk, seeded once (the desk's arrivals repeat run after run)
+            arrivals = user._arrivals = random.Random(next(_arrival_seeds))
         now = time.perf_counter()
         started = user.__dict__.get("_task_started", now)
         wait = max(0.0, arrivals.expovariate(rate) - (now - started))
