@@ -142,6 +142,7 @@ def distributed(schema_prefix: str, logs: Path) -> Iterator[Platform]:
             # CPU, and 150/s missed at p99 946 ms); with 12 + 0, 1 backend, and 150/s held at p99 366 ms.
             postgres_pool_size=os.environ.get("HUHANG_BENCH_POOL_SIZE", "12"),
             postgres_max_overflow=os.environ.get("HUHANG_BENCH_MAX_OVERFLOW", "0"),
+            api_threads=os.environ.get("HUHANG_BENCH_API_THREADS", "40"),
         )
         progress(f"distributed: starting {len(API_SERVICES)} APIs, as many workers and the router")
         processes: dict[str, subprocess.Popen[bytes]] = {}
@@ -413,19 +414,14 @@ def summarise(samples: Path, t0: float, t1: float, rate: float, users: int, user
 
 
 def profile(platform: Platform, svg: Path, seconds: float) -> dict[str, Any]:
-    """``py-spy record`` on the platform process using the most CPU right now (if py-spy is installed)."""
+    """``py-spy record`` on the platform process using the most CPU right now (if py-spy is installed), or on
+    each process ``HUHANG_BENCH_PROFILE_PROCESS`` names (comma-separated), all at once, a file each."""
     spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
     if not spy:
         time.sleep(seconds / 0.8)
         return {"note": "py-spy not found on PATH: no profile (the CPU split still says where the time goes)"}
-    usage = {}
-    for name, process in platform.processes.items():
-        try:
-            usage[name] = psutil.Process(process.pid).cpu_percent(0.5)
-        except psutil.NoSuchProcess:
-            continue
-    chosen = os.environ.get("HUHANG_BENCH_PROFILE_PROCESS") or max(usage, key=lambda k: usage[k])
-    pid = platform.processes[chosen].pid
+    named = [n for n in os.environ.get("HUHANG_BENCH_PROFILE_PROCESS", "").split(",") if n]
+    chosen = named or [_busiest(platform)]
     # HUHANG_BENCH_PROFILE_IDLE=1: idle threads too (where requests wait, not only where the CPU goes), raw stacks
     # HUHANG_BENCH_PROFILE_RAW=1: collapsed stacks (text, for reading and summing) instead of the flame graph
     idle = os.environ.get("HUHANG_BENCH_PROFILE_IDLE") == "1"
@@ -433,10 +429,27 @@ def profile(platform: Platform, svg: Path, seconds: float) -> dict[str, Any]:
     # HUHANG_BENCH_PROFILE_GIL=1: only the thread holding the GIL (where the process's Python CPU goes)
     gil = os.environ.get("HUHANG_BENCH_PROFILE_GIL") == "1"
     options = (["--idle"] if idle else []) + (["--format", "raw"] if raw else []) + (["--gil"] if gil else [])
-    out = svg.with_suffix(".txt") if raw else svg
-    subprocess.run([spy, "record", "-p", str(pid), "-d", str(int(seconds)), "-o", str(out), "--nonblocking",
-                    *options], capture_output=True, check=False)
-    return {"process": chosen, "flamegraph": str(out)}
+    outs = {name: (svg.with_suffix(".txt") if raw else svg) for name in chosen}
+    if len(chosen) > 1:
+        outs = {name: out.with_name(out.name.replace(".profile", f".{name}.profile")) for name, out in outs.items()}
+    spies = [
+        subprocess.Popen([spy, "record", "-p", str(platform.processes[name].pid), "-d", str(int(seconds)), "-o",
+                          str(out), "--nonblocking", *options], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for name, out in outs.items()
+    ]
+    for process in spies:
+        process.wait()
+    return {"process": ",".join(chosen), "flamegraph": ",".join(str(out) for out in outs.values())}
+
+
+def _busiest(platform: Platform) -> str:
+    usage = {}
+    for name, process in platform.processes.items():
+        try:
+            usage[name] = psutil.Process(process.pid).cpu_percent(0.5)
+        except psutil.NoSuchProcess:
+            continue
+    return max(usage, key=lambda k: usage[k])
 
 
 def run_mode(mode: str, plan: Plan, tmp: Path, prefix: str) -> dict[str, Any]:

@@ -56,5 +56,9 @@ def from_record(value: bytes, headers: Sequence[tuple[str, bytes | None]]) -> Cl
     missing = [name for name in REQUIRED_ATTRIBUTES if name not in attributes]
     if missing:
         raise ValueError(f"not a binary-mode CloudEvent: no {', '.join(HEADER_PREFIX + m for m in missing)}")
-    document = {**attributes, "datacontenttype": DATA_CONTENT_TYPE, "data": json.loads(value)}
-    return parse_event(json.dumps(document))
+    attributes.pop("data", None)
+    attributes["datacontenttype"] = DATA_CONTENT_TYPE
+    # The structured document spliced together, the data as it came: parsed once, by the contract (decoding it
+    # to Python and encoding it again cost a third of a follower's time). Data that is not JSON fails there.
+    head = json.dumps(attributes, ensure_ascii=False).encode()
+    return parse_event(head[:-1] + b', "data": ' + value + b"}")

@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     # restart fails its first use instead (the request answers 503 with Retry-After, the event store retries it),
     # and the failure invalidates the rest of the pool so that each connection is replaced once, not once per use.
     postgres_pre_ping: bool = False
+    # Threads an API runs its blocking work on (route handlers and dependencies that query the database); anyio's
+    # default is 40. Many more runnable threads than cores contend for the GIL, each hand-over costing CPU; more
+    # threads than pooled connections only wait for one.
+    api_threads: int = Field(default=40, ge=1, le=400)
     # FastAPI's native OpenTelemetry spans and metrics for every request (when an OpenTelemetry SDK is configured
     # in the process). Off: no per-request lookup of the OpenTelemetry providers.
     telemetry: bool = False

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
+import anyio.to_thread
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -75,6 +77,7 @@ def create_api(
     app = FastAPI(
         title=title, version="1.0.0", description=DESCRIPTION,
         telemetry={"tracing": traced, "metrics": traced, "logs": traced},
+        lifespan=_thread_limit(settings.api_threads),
     )
     app.state.auth_tokens = TokenService.from_settings(settings)
     install_problem_handlers(app, retry_after_s=settings.unavailable_retry_after_s)
@@ -112,6 +115,17 @@ def create_api(
     for router in routers:
         app.include_router(router, dependencies=[Depends(authenticate)])
     return app
+
+
+def _thread_limit(threads: int) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """A lifespan that sizes the thread pool of the app's event loop (``HUHANG_API_THREADS``)."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = threads
+        yield
+
+    return lifespan
 
 
 def _document_problems(app: FastAPI) -> None:

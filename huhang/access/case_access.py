@@ -12,7 +12,7 @@ forward in event time, so a redelivered or late event changes nothing it should 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -26,11 +26,19 @@ from sqlalchemy import (
     Engine,
     Index,
     MetaData,
+    Select,
     String,
     Table,
+    bindparam,
+    cast,
+    literal,
+    null,
     select,
+    union,
+    union_all,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.selectable import CompoundSelect
 
 from contracts.envelope import CloudEvent
 from contracts.events import (
@@ -130,8 +138,37 @@ class CaseAccess:
     def handle(self, events: Sequence[CloudEvent]) -> None:
         with self.engine.begin() as conn:
             self._places(conn, events)
+            self._referrals(conn, events)
             for event in events:
                 self._apply(conn, event)
+
+    @staticmethod
+    def _referrals(conn: Connection, events: Sequence[CloudEvent]) -> None:
+        """Who holds each referral, a statement or two for the whole batch. Order within the batch does not matter:
+        a new holder's row is only inserted when missing, and a status only replaces an older one."""
+        new_holders: list[dict[str, Any]] = []
+        statuses: dict[tuple[str, str], dict[str, Any]] = {}  # the latest per row: one statement may not touch a
+        # row twice (PostgreSQL's ON CONFLICT DO UPDATE), and the batch is executed as one
+        for event in events:
+            data: Any = event.data  # type: ignore[attr-defined]
+            if isinstance(event, ReferralRequested | ReferralOwnerChanged):
+                requested = isinstance(event, ReferralRequested)
+                new_holders.append({
+                    "referral_id": str(data.referral_id),
+                    "agency": (data.owner_agency if requested else data.to_agency).value,
+                    "case_id": str(data.case_id), "status": "requested" if requested else TRANSFERRED_IN,
+                    "time": _utc(event.time),
+                })
+            elif isinstance(event, ReferralStatusChanged):
+                row = {"referral_id": str(data.referral_id), "agency": data.owner_agency.value,
+                       "case_id": str(data.case_id), "status": data.status.value, "time": _utc(event.time)}
+                key = (row["referral_id"], row["agency"])
+                if key not in statuses or statuses[key]["time"] <= row["time"]:
+                    statuses[key] = row
+        if new_holders:
+            insert_ignoring_duplicates(conn, referrals_table, new_holders)
+        if statuses:
+            conn.execute(_status_upsert(conn.dialect.name), list(statuses.values()))
 
     def _places(self, conn: Connection, events: Sequence[CloudEvent]) -> None:
         """Where each case and child is, from every event that says: a few statements for the whole batch (a
@@ -163,20 +200,7 @@ class CaseAccess:
     def _apply(self, conn: Connection, event: CloudEvent) -> None:
         data: Any = event.data  # type: ignore[attr-defined]
         time = _utc(event.time)
-        if isinstance(event, ReferralRequested):
-            insert_ignoring_duplicates(conn, referrals_table, [{
-                "referral_id": str(data.referral_id), "agency": data.owner_agency.value,
-                "case_id": str(data.case_id), "status": "requested", "time": time,
-            }])
-        elif isinstance(event, ReferralStatusChanged):
-            self._referral_status(conn, str(data.referral_id), data.owner_agency.value, str(data.case_id),
-                                  data.status.value, time)
-        elif isinstance(event, ReferralOwnerChanged):
-            insert_ignoring_duplicates(conn, referrals_table, [{
-                "referral_id": str(data.referral_id), "agency": data.to_agency.value, "case_id": str(data.case_id),
-                "status": TRANSFERRED_IN, "time": time,
-            }])
-        elif isinstance(event, ChildrenMerged):
+        if isinstance(event, ChildrenMerged):
             insert_ignoring_duplicates(conn, merges_table, [
                 {"merged_child_id": str(data.merged_child_id), "survivor_id": str(data.child_id)}
             ])
@@ -184,18 +208,6 @@ class CaseAccess:
             self._grant_opened(conn, data)
         elif isinstance(event, BreakGlassAccessReviewed):
             self._grant_reviewed(conn, data, time)
-
-    @staticmethod
-    def _referral_status(conn: Connection, referral_id: str, agency: str, case_id: str, status: str,
-                         time: datetime) -> None:
-        stmt = dialect_insert(conn, referrals_table).values(
-            referral_id=referral_id, agency=agency, case_id=case_id, status=status, time=time
-        )
-        conn.execute(stmt.on_conflict_do_update(
-            index_elements=["referral_id", "agency"],
-            set_={"status": stmt.excluded.status, "time": stmt.excluded.time},
-            where=referrals_table.c.time <= stmt.excluded.time,
-        ))
 
     @staticmethod
     def _grant_opened(conn: Connection, data: Any) -> None:
@@ -223,63 +235,18 @@ class CaseAccess:
         return CaseRef(case_id, UUID(row.child_id)) if row else None
 
     def facts_for_case(self, case_id: UUID) -> RecordFacts | None:
-        """The facts about one case; ``None`` when no event of it has arrived yet."""
+        """The facts about one case; ``None`` when no event of it has arrived yet. One statement (it runs before
+        nearly every request that names a case: three round trips were a large share of their cost)."""
         with reading(self.engine) as conn:
-            place = conn.execute(
-                select(cases_table.c.township, cases_table.c.village).where(cases_table.c.case_id == str(case_id))
-            ).first()
-            if place is None:
-                return None
-            return RecordFacts(
-                township=place.township, village=place.village,
-                holding_agencies=self._holders(conn, [str(case_id)]), grants=self._grants(conn, [str(case_id)]),
-            )
+            rows = conn.execute(_case_facts(), {"case_id": str(case_id)}).all()
+        return _facts(rows)
 
     def facts_for_child(self, child_id: UUID) -> RecordFacts | None:
-        """The facts about a child across all of its cases (and those of files merged into it, or it into)."""
+        """The facts about a child across all of its cases (and those of files merged into it, or it into), in
+        one statement."""
         with reading(self.engine) as conn:
-            ids = self._related_children(conn, str(child_id))
-            place = conn.execute(
-                select(children_table.c.township, children_table.c.village)
-                .where(children_table.c.child_id.in_(ids)).order_by(children_table.c.time.desc()).limit(1)
-            ).first()
-            if place is None:
-                return None
-            case_ids = list(conn.execute(
-                select(child_cases_table.c.case_id).where(child_cases_table.c.child_id.in_(ids))
-            ).scalars())
-            return RecordFacts(
-                township=place.township, village=place.village,
-                holding_agencies=self._holders(conn, case_ids), grants=self._grants(conn, case_ids),
-            )
-
-    @staticmethod
-    def _related_children(conn: Connection, child_id: str) -> list[str]:
-        survivors = conn.execute(
-            select(merges_table.c.survivor_id).where(merges_table.c.merged_child_id == child_id)
-        ).scalars().all()
-        roots = [child_id, *survivors]
-        merged = conn.execute(
-            select(merges_table.c.merged_child_id).where(merges_table.c.survivor_id.in_(roots))
-        ).scalars().all()
-        return sorted({*roots, *merged})
-
-    @staticmethod
-    def _holders(conn: Connection, case_ids: Sequence[str]) -> frozenset[str]:
-        rows = conn.execute(
-            select(referrals_table.c.agency, referrals_table.c.status).where(referrals_table.c.case_id.in_(case_ids))
-        )
-        return holding_agencies((r.agency, r.status) for r in rows)
-
-    @staticmethod
-    def _grants(conn: Connection, case_ids: Sequence[str]) -> tuple[Grant, ...]:
-        rows = conn.execute(
-            select(grants_table.c.grant_id, grants_table.c.subject, grants_table.c.expires_at, grants_table.c.justified)
-            .where(grants_table.c.case_id.in_(case_ids), grants_table.c.expires_at.is_not(None))
-        )
-        return tuple(
-            Grant(UUID(r.grant_id), r.subject, _utc(r.expires_at)) for r in rows if r.justified is not False
-        )
+            rows = conn.execute(_child_facts(), {"child_id": str(child_id)}).all()
+        return _facts(rows)
 
     def grant(self, grant_id: UUID) -> dict[str, Any] | None:
         with reading(self.engine) as conn:
@@ -315,4 +282,84 @@ def _place_upsert(dialect: str, table: Table, key: str) -> Any:
         index_elements=[key],
         set_={"township": stmt.excluded.township, "village": stmt.excluded.village, "time": stmt.excluded.time},
         where=table.c.time <= stmt.excluded.time,
+    )
+
+
+# --- the facts' statements: built once, executed with the record's id bound -------------------------------------------
+#
+# Each answers rows of (part, a, b, at, flag): a "place" (township, village, its time), a "holder" (agency, status)
+# or a "grant" (grant id, subject, expiry, justified), all in one round trip. Built with SQLAlchemy Core: the same
+# statement on PostgreSQL and SQLite.
+
+
+def _part(name: str, a: Any, b: Any, at: Any = None, flag: Any = None) -> list[Any]:
+    return [
+        literal(name, String).label("part"), a.label("a"), b.label("b"),
+        (at if at is not None else cast(null(), DateTime(timezone=True))).label("at"),
+        (flag if flag is not None else cast(null(), Boolean)).label("flag"),
+    ]
+
+
+def _holders_and_grants(of_cases: Callable[[Any], Any]) -> list[Select[Any]]:
+    """The holders and the grants of the cases ``of_cases`` selects (given a table's ``case_id`` column)."""
+    r, g = referrals_table.c, grants_table.c
+    return [
+        select(*_part("holder", r.agency, r.status)).where(of_cases(r.case_id)),
+        select(*_part("grant", g.grant_id, g.subject, g.expires_at, g.justified))
+        .where(of_cases(g.case_id), g.expires_at.is_not(None)),
+    ]
+
+
+@functools.cache
+def _case_facts() -> CompoundSelect[Any]:
+    case_id = bindparam("case_id", type_=String)
+    c = cases_table.c
+    return union_all(
+        select(*_part("place", c.township, c.village, c.time)).where(c.case_id == case_id),
+        *_holders_and_grants(lambda column: column == case_id),
+    )
+
+
+@functools.cache
+def _child_facts() -> CompoundSelect[Any]:
+    """The child's related files (the survivors it was merged into, and every file merged into those or into it),
+    their places, and the holders and grants of all their cases."""
+    child_id = bindparam("child_id", type_=String)
+    m = merges_table.c
+    roots = union(
+        select(child_id.label("child_id")),
+        select(m.survivor_id.label("child_id")).where(m.merged_child_id == child_id),
+    ).cte("roots")
+    related = union(
+        select(roots.c.child_id),
+        select(m.merged_child_id.label("child_id")).where(m.survivor_id.in_(select(roots.c.child_id))),
+    ).cte("related")
+    cases = select(child_cases_table.c.case_id).where(child_cases_table.c.child_id.in_(select(related.c.child_id)))
+    ch = children_table.c
+    return union_all(
+        select(*_part("place", ch.township, ch.village, ch.time)).where(ch.child_id.in_(select(related.c.child_id))),
+        *_holders_and_grants(lambda column: column.in_(cases)),
+    )
+
+
+def _facts(rows: Sequence[Any]) -> RecordFacts | None:
+    places = [r for r in rows if r.part == "place"]
+    if not places:
+        return None
+    place = max(places, key=lambda r: _utc(r.at))  # the latest place of the child's files
+    return RecordFacts(
+        township=place.a, village=place.b,
+        holding_agencies=holding_agencies((r.a, r.b) for r in rows if r.part == "holder"),
+        grants=tuple(Grant(UUID(r.a), r.b, _utc(r.at)) for r in rows if r.part == "grant" and r.flag is not False),
+    )
+
+
+@functools.cache
+def _status_upsert(dialect: str) -> Any:
+    """A referral's status for its agency, unless a later one is recorded already (whatever the order of arrival)."""
+    stmt: Any = (postgresql if dialect == "postgresql" else sqlite).insert(referrals_table)
+    return stmt.on_conflict_do_update(
+        index_elements=["referral_id", "agency"],
+        set_={"status": stmt.excluded.status, "time": stmt.excluded.time},
+        where=referrals_table.c.time <= stmt.excluded.time,
     )

@@ -94,6 +94,12 @@ class View:
     everything: bool = False
 
     @classmethod
+    def packaged(cls, kind: AnswerKind, principal: Principal, purpose: AccessPurpose | None = None) -> View:
+        """:meth:`for_principal` under the packaged rules: the same few views serve every request (one per kind,
+        agency, roles and purpose), so each is made once."""
+        return _packaged_view(kind, principal.agency, principal.roles, purpose)
+
+    @classmethod
     def for_principal(
         cls, rules: DisclosureRules, kind: AnswerKind, principal: Principal, purpose: AccessPurpose | None = None
     ) -> View:
@@ -105,6 +111,11 @@ class View:
         in_clear = principal.agency in rules.id_card.in_clear_agencies or principal.has(*rules.id_card.in_clear_roles)
         masked = frozenset() if in_clear else _split(rules.id_card.paths.get(kind, ()))
         return cls(protected, granted, masked)
+
+
+@lru_cache(maxsize=1024)
+def _packaged_view(kind: AnswerKind, agency: Agency, roles: frozenset[Role], purpose: AccessPurpose | None) -> View:
+    return View.for_principal(packaged_disclosure(), kind, Principal("view", "client", agency, roles), purpose)
 
 
 def redact(document: Mapping[str, Any], view: View) -> dict[str, Any]:
@@ -121,22 +132,37 @@ def _prefix_of(prefix: Path_, path: Path_) -> bool:
     return len(prefix) <= len(path) and path[: len(prefix)] == prefix
 
 
+# What _walk does with a key at a path, decided once per view and path (the same few paths come in every answer).
+_KEEP, _GRANTED, _DESCEND, _LEAVE_OUT = range(4)
+
+
+@lru_cache(maxsize=8192)
+def _action(view: View, child: Path_) -> int:
+    if any(_prefix_of(g, child) for g in view.granted):
+        return _GRANTED
+    if any(_prefix_of(p, child) for p in view.protected):
+        if any(_prefix_of(child, g) and g != child for g in view.granted):
+            return _DESCEND  # parts of it are granted
+        return _LEAVE_OUT
+    if any(_prefix_of(child, p) for p in view.protected | view.masked):
+        return _DESCEND
+    return _KEEP
+
+
 def _walk(value: Any, pattern: Path_, view: View, left_out: list[str]) -> Any:
     if isinstance(value, dict):
         out: dict[str, Any] = {}
         for key, item in value.items():
             child = (*pattern, key)
-            if any(_prefix_of(g, child) for g in view.granted):
+            action = _action(view, child)
+            if action == _KEEP:
+                out[key] = item
+            elif action == _GRANTED:
                 out[key] = _mask(item, child, view)
-            elif any(_prefix_of(p, child) for p in view.protected):
-                if any(_prefix_of(child, g) and g != child for g in view.granted):
-                    out[key] = _walk(item, child, view, left_out)  # parts of it are granted
-                else:
-                    left_out.append(".".join(child))
-            elif any(_prefix_of(child, p) for p in view.protected | view.masked):
+            elif action == _DESCEND:
                 out[key] = _walk(item, child, view, left_out)
             else:
-                out[key] = item
+                left_out.append(".".join(child))
         return out
     if isinstance(value, list):
         return [_walk(item, (*pattern, "*"), view, left_out) for item in value]
@@ -144,11 +170,16 @@ def _walk(value: Any, pattern: Path_, view: View, left_out: list[str]) -> Any:
 
 
 def _mask(value: Any, pattern: Path_, view: View) -> Any:
-    if pattern in view.masked and isinstance(value, str):
-        return mask_id_card(value)
-    if isinstance(value, dict | list) and any(_prefix_of(pattern, m) for m in view.masked):
+    if isinstance(value, str):
+        return mask_id_card(value) if pattern in view.masked else value
+    if isinstance(value, dict | list) and _masks_below(view, pattern):
         return _walk_masks(value, pattern, view)
     return value
+
+
+@lru_cache(maxsize=8192)
+def _masks_below(view: View, pattern: Path_) -> bool:
+    return any(_prefix_of(pattern, m) for m in view.masked)
 
 
 def _walk_masks(value: Any, pattern: Path_, view: View) -> Any:

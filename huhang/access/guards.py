@@ -28,7 +28,7 @@ from contracts.agencies import LEAD_AGENCY, OUTSIDE_GOVERNMENT, SUPERVISING_AGEN
 from contracts.vocabulary import AccessPurpose
 from huhang.access.access_log import AccessEntry, AccessLog
 from huhang.access.case_access import CaseAccess
-from huhang.access.disclosure import AnswerKind, View, packaged_disclosure, redact
+from huhang.access.disclosure import AnswerKind, View, redact
 from huhang.access.policy import (
     AREA_AGENCIES,
     CASE_ROLES,
@@ -100,7 +100,7 @@ class Access:
     purpose: AccessPurpose | None
 
     def view(self, kind: AnswerKind) -> View:
-        return View.for_principal(packaged_disclosure(), kind, self.principal, self.purpose)
+        return View.packaged(kind, self.principal, self.purpose)
 
     def redact(self, kind: AnswerKind, document: dict[str, Any]) -> dict[str, Any]:
         return redact(document, self.view(kind))
@@ -172,12 +172,14 @@ def _path_id(request: Request, name: str) -> UUID | None:
 
 
 def _guard(check: Callable[..., Access], name: str) -> Callable[..., Access]:
-    def dependency(request: Request, principal: PrincipalDep, access: CaseAccessDep, log: AccessLogDep,
-                   purpose: PurposeDep) -> Access:
+    def dependency(request: Request, principal: PrincipalDep, purpose: PurposeDep) -> Access:
         record_id = _path_id(request, name)
         if record_id is None:  # refused by the route's own validation before the route runs
             return Access(principal, DENIED, purpose)
-        return check(record_id, request, principal, access, log, purpose)
+        # the read model and the log from the app's state, not as dependencies: each one FastAPI solves costs
+        # every request that passes this guard
+        state = request.app.state
+        return check(record_id, request, principal, state.case_access, state.access_log, purpose)
 
     return dependency
 

@@ -212,7 +212,8 @@ class CareApplication:
         if cmd.director_id is not None:
             self._check_director(cmd.director_id)
         visit_id = _entity_id("visit", child_id, cmd.agency, cmd.idempotency_key)
-        replay = self._replayed_visit(child_id, visit_id, cmd.fingerprint)
+        loaded = self._file(child_id)  # read once: for the replay check, then for the change
+        replay = self._replayed_visit(loaded, child_id, visit_id, cmd.fingerprint)
         if replay is not None:
             return replay
         filed = self._file_report(child_id, visit_id, cmd) if cmd.report is not None else None
@@ -234,7 +235,7 @@ class CareApplication:
             )
             return _recorded_visit(file, child_id, visit_id, replayed=not new)
 
-        return self._change_file(child_id, change)
+        return self._change_file(child_id, change, loaded=loaded)
 
     def _check_director(self, director_id: UUID) -> None:
         director: Any = None
@@ -246,8 +247,9 @@ class CareApplication:
                 errors=[FieldError(field="director_id", reason="unknown child director")],
             )
 
-    def _replayed_visit(self, child_id: UUID, visit_id: UUID, fingerprint: str) -> RecordedVisit | None:
-        file = self._file(child_id)
+    @staticmethod
+    def _replayed_visit(file: CareFile | None, child_id: UUID, visit_id: UUID,
+                        fingerprint: str) -> RecordedVisit | None:
         if file is None or str(visit_id) not in file.fingerprints:
             return None
         if file.fingerprints[str(visit_id)] != fingerprint:
@@ -440,9 +442,12 @@ class CareApplication:
             return None
         return file if isinstance(file, CareFile) else None
 
-    def _change_file(self, child_id: UUID, change: Callable[[CareFile], T], must_exist: bool = False) -> T:
-        for _ in range(MAX_ATTEMPTS):
-            file = self._file(child_id)
+    def _change_file(self, child_id: UUID, change: Callable[[CareFile], T], must_exist: bool = False,
+                     loaded: CareFile | None = None) -> T:
+        """Apply ``change`` to the child's care file and save it, loading the file again after a conflict.
+        ``loaded``: the file as the caller read it just before (saves the first load)."""
+        for attempt in range(MAX_ATTEMPTS):
+            file = loaded if attempt == 0 and loaded is not None else self._file(child_id)
             if file is None:
                 if must_exist:
                     raise NotFound(
