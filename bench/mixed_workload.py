@@ -142,7 +142,7 @@ def distributed(schema_prefix: str, logs: Path) -> Iterator[Platform]:
             # CPU, and 150/s missed at p99 946 ms); with 12 + 0, 1 backend, and 150/s held at p99 366 ms.
             postgres_pool_size=os.environ.get("HUHANG_BENCH_POOL_SIZE", "12"),
             postgres_max_overflow=os.environ.get("HUHANG_BENCH_MAX_OVERFLOW", "0"),
-            api_threads=os.environ.get("HUHANG_BENCH_API_THREADS", "40"),
+            api_threads=os.environ.get("HUHANG_BENCH_API_THREADS", "8"),
         )
         progress(f"distributed: starting {len(API_SERVICES)} APIs, as many workers and the router")
         processes: dict[str, subprocess.Popen[bytes]] = {}

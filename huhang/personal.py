@@ -50,7 +50,7 @@ from sqlalchemy import Column, DateTime, Engine, LargeBinary, MetaData, String, 
 from huhang.keyfiles import read_or_create
 from huhang.problems import Gone
 from huhang.settings import Settings
-from huhang.sql import create_tables, insert_ignoring_duplicates, reading
+from huhang.sql import create_tables, dialect_insert, insert_ignoring_duplicates, reading
 
 logger = logging.getLogger(__name__)
 
@@ -107,14 +107,24 @@ class ChildKeys:
         if not missing:
             return
         now = datetime.now(UTC)
+        made = {c: AESGCM.generate_key(bit_length=256) for c in missing}
         rows = [
-            {"child_id": str(c), "wrapped_key": self._wrapped(c, AESGCM.generate_key(bit_length=256)),
-             "created_at": now, "erased_at": None}
-            for c in missing
+            {"child_id": str(c), "wrapped_key": self._wrapped(c, key), "created_at": now, "erased_at": None}
+            for c, key in made.items()
         ]
+        t = child_keys_table
         with self.engine.begin() as conn:
-            insert_ignoring_duplicates(conn, child_keys_table, rows)
-        self._load(missing)
+            stored = {UUID(child_id) for child_id in conn.execute(
+                dialect_insert(conn, t).on_conflict_do_nothing().returning(t.c.child_id), rows
+            ).scalars()}
+        loaded = self._clock()
+        with self._lock:  # the keys written here are known: no need to read them back
+            for child_id in stored:
+                self._cache[child_id] = (loaded, made[child_id])
+                self._cache.move_to_end(child_id)
+            while len(self._cache) > KEY_CACHE_SIZE:
+                self._cache.popitem(last=False)
+        self._load([c for c in missing if c not in stored])  # written by another process meanwhile: theirs wins
 
     def cipher(self, child_id: UUID) -> AESGCM:
         """The child's key, to seal or open; ``PersonalDataErased`` when it was destroyed (or never existed)."""
@@ -191,6 +201,8 @@ class ChildKeys:
             return entry[1]
 
     def _load(self, child_ids: list[UUID]) -> None:
+        if not child_ids:
+            return
         t = child_keys_table
         found: dict[UUID, Any] = {}
         with reading(self.engine) as conn:

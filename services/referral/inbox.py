@@ -6,6 +6,7 @@ same values), so a follower that restarts from an older position converges to th
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -87,13 +88,27 @@ def _utc(at: datetime) -> datetime:
 
 
 class Inbox:
-    def __init__(self, engine: Engine) -> None:
+    """The agencies' inboxes (a read model of referral events) and their queries.
+
+    ``counts_max_age_s``: an agency's counts by status are counted again at most this often by this process (every
+    inbox read shows them, and counting reads every index entry of the agency: the costliest statement of the
+    county's mixed workload, growing with the referrals held). Events this process projects itself reset them at
+    once; those another process projects show within that age, as the rows themselves show after the projection's
+    lag. 0 counts on every read."""
+
+    def __init__(self, engine: Engine, counts_max_age_s: float = 0.0) -> None:
         self.engine = engine
+        self.counts_max_age_s = counts_max_age_s
+        self._counted: dict[str, tuple[float, dict[str, int]]] = {}
         create_tables(metadata, engine)
         # create_all adds indexes only with a new table: a store made before the index gets it here.
         racing_ddl(lambda: owner_status_index.create(engine, checkfirst=True))
 
     def handle(self, events: Sequence[CloudEvent]) -> None:
+        self._handle(events)
+        self._counted.clear()
+
+    def _handle(self, events: Sequence[CloudEvent]) -> None:
         t = referrals_table
         with self.engine.begin() as conn:
             insert_ignoring_duplicates(conn, t, [self._row(e) for e in events if isinstance(e, ReferralRequested)])
@@ -170,7 +185,17 @@ class Inbox:
     ) -> tuple[list[dict[str, Any]], dict[str, int]]:
         """A page of ``for_agency`` and the agency's ``counts_by_status``, on one connection (one checkout)."""
         with reading(self.engine) as conn:
-            return self._page(conn, agency, None, limit, cursor, filters), self._counts(conn, agency)
+            return self._page(conn, agency, None, limit, cursor, filters), self._recent_counts(conn, agency)
+
+    def _recent_counts(self, conn: Connection, agency: str) -> dict[str, int]:
+        now = time.monotonic()
+        counted = self._counted.get(agency)
+        if counted is not None and now - counted[0] < self.counts_max_age_s:
+            return dict(counted[1])
+        counts = self._counts(conn, agency)
+        if self.counts_max_age_s > 0:
+            self._counted[agency] = (now, counts)
+        return dict(counts)
 
     def _page(
         self, conn: Connection, agency: str, status: str | None, limit: int, cursor: tuple[datetime, str] | None,

@@ -252,6 +252,16 @@ def test_keys_are_stored_wrapped_and_open_only_with_the_data_key(keys: ChildKeys
     assert keys.is_erased(later)
 
 
+def test_two_processes_making_a_childs_key_at_once_both_use_the_one_stored_first(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'keys.sqlite'}")
+    first, second = ChildKeys(engine, bytes(32)), ChildKeys(engine, bytes(32))
+    child_id = uuid.uuid4()
+    first.ensure([child_id])
+    second.ensure([child_id])  # its own key loses the insert: it reads the first's
+    assert second.open(child_id, first.seal(child_id, b"x")) == b"x"
+    assert first.open(child_id, second.seal(child_id, b"y")) == b"y"
+
+
 def test_another_process_sees_an_erasure_within_the_cache_time(tmp_path: Path) -> None:
     engine = create_engine(f"sqlite:///{tmp_path / 'keys.sqlite'}")
     now = [0.0]

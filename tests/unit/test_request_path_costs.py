@@ -4,21 +4,31 @@
   index alone, and a store made before the index gains it when the service starts.
 - Dependencies that do no I/O are ``async def``: FastAPI runs a plain ``def`` dependency in the thread pool, a
   hop (and, under load, a wait for a free worker) per dependency per request.
+- The counts an inbox page shows are counted again at most every ``inbox_counts_max_age_s`` per process, and at
+  once after the process projects events itself.
+- The case-access guard asks its read model one statement per request, whatever the record.
+- An API's thread pool has ``api_threads`` threads (anyio's 40 contend for the GIL under load).
 """
 
 from __future__ import annotations
 
 import inspect
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, event, func, select
 from sqlalchemy import inspect as sql_inspect
 
+from contracts.agencies import Agency
+from contracts.vocabulary import ReferralStatus
 from huhang.access import guards
+from huhang.access.case_access import CaseAccess
 from huhang.settings import Settings
 from huhang.storage import read_model_engine
+from huhang.web import create_api
 from services.guardianship import api as guardianship_api
 from services.guardianship import care_api
 from services.intake import api as intake_api
@@ -27,6 +37,7 @@ from services.notifications import api as notifications_api
 from services.referral import api as referral_api
 from services.referral.inbox import Inbox, owner_status_index, referrals_table
 from tests.conftest import postgres_settings
+from tests.unit.test_notifications_feed import referral_requested, status_changed
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
@@ -77,3 +88,53 @@ def test_dependencies_that_query_a_read_model_stay_off_the_event_loop() -> None:
     """The guards that read the case-access read model block on the database: never on the event loop."""
     for dependency in (guards.case_reader, guards.case_writer, guards.child_reader, guards.child_writer):
         assert not inspect.iscoroutinefunction(dependency)
+
+
+def _statements(engine: Engine) -> list[str]:
+    seen: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda conn, cursor, sql, *args: seen.append(sql))
+    return seen
+
+
+def test_an_inbox_page_counts_again_only_when_its_counts_are_older_than_the_max_age(engine: Engine) -> None:
+    inbox = Inbox(engine, counts_max_age_s=60)
+    inbox.handle([referral_requested(Agency.police)])
+    seen = _statements(engine)
+    assert inbox.page_and_counts("police")[1] == {"requested": 1}
+    assert inbox.page_and_counts("police")[1] == {"requested": 1}
+    assert sum("count(" in sql.lower() for sql in seen) == 1  # the second page reused the counts
+    inbox.handle([status_changed(ReferralStatus.received)])  # projected here: counted again at once
+    assert inbox.page_and_counts("police")[1] == {"received": 1}
+
+
+def test_an_inbox_without_a_max_age_counts_on_every_page(engine: Engine) -> None:
+    inbox = Inbox(engine)
+    inbox.handle([referral_requested(Agency.police)])
+    seen = _statements(engine)
+    inbox.page_and_counts("police")
+    inbox.page_and_counts("police")
+    assert sum("count(" in sql.lower() for sql in seen) == 2
+
+
+def test_the_case_access_facts_are_one_statement_for_a_case_and_for_a_child(engine: Engine) -> None:
+    access = CaseAccess(engine)
+    access.handle([referral_requested(Agency.police)])
+    seen = _statements(engine)
+    facts = access.facts_for_case(referral_requested().data.case_id)
+    assert facts is not None
+    assert facts.holding_agencies == frozenset({"police"})
+    assert access.facts_for_child(uuid.uuid4()) is None
+    assert len(seen) == 2
+
+
+def test_an_api_runs_its_blocking_work_on_as_many_threads_as_configured() -> None:
+    import anyio.to_thread
+
+    app = create_api("threads", Settings(storage="memory", api_threads=3), [])
+
+    @app.get("/threads")
+    async def threads() -> dict[str, float]:
+        return {"total": anyio.to_thread.current_default_thread_limiter().total_tokens}
+
+    with TestClient(app) as client:
+        assert client.get("/threads").json() == {"total": 3}
