@@ -13,7 +13,9 @@ import weakref
 from pathlib import Path
 from typing import Any
 
+import orjson
 import psycopg
+from psycopg.types.json import set_json_loads
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
@@ -105,7 +107,14 @@ def read_model_engine(settings: Settings, service: str) -> Engine:
     )
     if not settings.postgres_pre_ping:
         event.listen(engine, "checkout", _ended_while_pooled)
+    event.listen(engine, "connect", _fast_json)
     return engine
+
+
+def _fast_json(dbapi_connection: Any, _record: object) -> None:
+    """The read models' JSON columns decoded by orjson: the standard library's decoder, called once per value,
+    was a third of an inbox page's time (a plan's task list on each of 50 rows)."""
+    set_json_loads(orjson.loads, dbapi_connection)
 
 
 def _ended_while_pooled(dbapi_connection: Any, _record: object, _proxy: object) -> None:

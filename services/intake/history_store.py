@@ -170,7 +170,7 @@ class CaseHistoryStore:
             query = query.where(~_at_or_before(t, *after))
         if until is not None:
             query = query.where(t.time <= until)
-        return [row._mapping for row in conn.execute(query)]
+        return [row._mapping for row in conn.execute(query).all()]
 
     # --- writing (the timeline's handler) -------------------------------------------------------------------------
 

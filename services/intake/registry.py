@@ -271,7 +271,7 @@ class DuplicateList:
             query = query.where(t.c.pair > after)
         query = query.order_by(t.c.pair).limit(limit)
         with reading(self.engine) as conn:
-            return [dict(row._mapping) for row in conn.execute(query)]
+            return [dict(row._mapping) for row in conn.execute(query).all()]
 
 
 # --- the file and its history, as read from the child's events ------------------------------------------------------

@@ -80,4 +80,4 @@ class CaseTimeline:
             .order_by(timeline_table.c.time, timeline_table.c.event_id)
         )
         with reading(self.engine) as conn:
-            return [dict(row._mapping) for row in conn.execute(query)]
+            return [dict(row._mapping) for row in conn.execute(query).all()]

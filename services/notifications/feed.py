@@ -185,7 +185,7 @@ class NotificationFeed:
             if where.village is not None:
                 query = query.where(t.c.village == where.village)
         with reading(self.engine) as conn:
-            return [dict(r._mapping) for r in conn.execute(query.order_by(t.c.sequence).limit(limit))]
+            return [dict(r._mapping) for r in conn.execute(query.order_by(t.c.sequence).limit(limit)).all()]
 
     def last_sequence(self, agency: str) -> int:
         """The agency's newest sequence (0 for an empty feed): where a stream without a cursor starts."""

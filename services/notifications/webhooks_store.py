@@ -371,7 +371,7 @@ class WebhookStore:
         if status is not None:
             query = query.where(d.c.status == status)
         with reading(self.engine) as conn:
-            return [dict(r._mapping) for r in conn.execute(query.order_by(d.c.seq).limit(limit))]
+            return [dict(r._mapping) for r in conn.execute(query.order_by(d.c.seq).limit(limit)).all()]
 
     def replay(self, subscription_id: str, delivery_id: str, now: datetime) -> bool:
         """A dead-lettered delivery queued again, with a fresh attempt budget. ``False``: no such dead letter."""

@@ -208,7 +208,7 @@ class Inbox:
             at, rid = cursor
             query = query.where(or_(t.c.requested_at < at, and_(t.c.requested_at == at, t.c.referral_id < rid)))
         query = query.order_by(t.c.requested_at.desc(), t.c.referral_id.desc()).limit(limit)
-        return [dict(r._mapping) for r in conn.execute(query)]
+        return [dict(r._mapping) for r in conn.execute(query).all()]
 
     @staticmethod
     def _counts(conn: Connection, agency: str) -> dict[str, int]:
@@ -220,7 +220,7 @@ class Inbox:
         t = referrals_table
         query = select(t).where(t.c.case_id == str(case_id)).order_by(t.c.requested_at, t.c.referral_id)
         with reading(self.engine) as conn:
-            return [dict(r._mapping) for r in conn.execute(query)]
+            return [dict(r._mapping) for r in conn.execute(query).all()]
 
     def overdue_ids(self, at: datetime, below_level: int = 2, limit: int = 1000) -> list[UUID]:
         """Open referrals past a deadline and not yet escalated to the top level (the sweep's candidates)."""
