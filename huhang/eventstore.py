@@ -80,7 +80,7 @@ class ServiceApplication(WakeableApplication):
         transcoder.register(DateAsISO())
 
 
-def _project(aggregate: Any, domain_events: Any) -> Any:
+def project(aggregate: Any, domain_events: Any) -> Any:
     """eventsourcing's ``project_aggregate`` without its per-event ``isinstance`` check against a runtime
     protocol (an assert, measured at 5 % of a request that loads an aggregate): every event here mutates."""
     for domain_event in domain_events:
@@ -89,9 +89,9 @@ def _project(aggregate: Any, domain_events: Any) -> Any:
 
 
 class _Repository(Repository):
-    """The repository, projecting with :func:`_project` unless told otherwise."""
+    """The repository, projecting with :func:`project` unless told otherwise."""
 
-    def get(self, aggregate_id: Any, *, projector_func: Any = _project, **kwargs: Any) -> Any:
+    def get(self, aggregate_id: Any, *, projector_func: Any = project, **kwargs: Any) -> Any:
         return super().get(aggregate_id, projector_func=projector_func, **kwargs)
 
 

@@ -3,6 +3,7 @@ escalation and the overdue sweep."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
 from uuid import UUID
@@ -12,12 +13,10 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from contracts.agencies import Agency
 from contracts.commands import OpenReferrals
 from contracts.lifecycle import TRANSITIONS
-from contracts.vocabulary import Priority, ReferralStatus
+from contracts.vocabulary import AccessPurpose, Priority, ReferralStatus
 from huhang.access.guards import (
     FORBIDDEN_DOC,
-    AccessLogDep,
     AgencyQueue,
-    CaseAccessDep,
     CaseReader,
     PlatformJob,
     PrincipalDep,
@@ -28,14 +27,13 @@ from huhang.access.guards import (
 from huhang.auth.principal import Principal
 from huhang.problems import PROBLEM_RESPONSES, FieldError, Unprocessable, problem_doc
 from huhang.responses import model_response
-from services.referral.application import Escalation, ReferralApplication
+from services.referral.application import Escalation, ReadReferral, ReferralApplication
 from services.referral.domain import Referral
 from services.referral.inbox import Inbox, InboxFilter
 from services.referral.schemas import (
     CaseReferralsPublic,
     EscalationCreate,
     EscalationPublic,
-    HistoryEntry,
     OpenedReferral,
     OpenedReferrals,
     Reassignment,
@@ -69,23 +67,37 @@ IfMatch = Annotated[
 
 
 def referral_reader(
-    referral_id: UUID, request: Request, app: ReferralsDep, principal: PrincipalDep, access: CaseAccessDep,
-    log: AccessLogDep, purpose: PurposeDep,
-) -> Referral:
-    """The referral, for a caller who may see its case (need-to-know follows the case)."""
-    referral = app.get(referral_id)
-    referral_case_check(referral.case_id, _holders(referral), request, principal, access, log, purpose, write=False)
-    return referral
+    referral_id: UUID, request: Request, app: ReferralsDep, principal: PrincipalDep, purpose: PurposeDep,
+) -> ReadReferral:
+    """The referral (with its events: its history is answered from them), for a caller who may see its case
+    (need-to-know follows the case)."""
+    read = app.read(referral_id)
+    _check(read.referral, request, principal, purpose, write=False)
+    return read
+
+
+@dataclass(frozen=True)
+class Acting:
+    """Who acts on a referral, and the referral as read for the access check (the action goes on from it)."""
+
+    principal: Principal
+    read: ReadReferral
 
 
 def referral_writer(
-    referral_id: UUID, request: Request, app: ReferralsDep, principal: PrincipalDep, access: CaseAccessDep,
-    log: AccessLogDep, purpose: PurposeDep,
-) -> Principal:
+    referral_id: UUID, request: Request, app: ReferralsDep, principal: PrincipalDep, purpose: PurposeDep,
+) -> Acting:
     """The caller, when it may change the referral's case (the owner rules are the application's)."""
-    referral = app.get(referral_id)
-    referral_case_check(referral.case_id, _holders(referral), request, principal, access, log, purpose, write=True)
-    return principal
+    read = app.read(referral_id)
+    _check(read.referral, request, principal, purpose, write=True)
+    return Acting(principal, read)
+
+
+def _check(referral: Referral, request: Request, principal: Principal, purpose: AccessPurpose | None, *,
+           write: bool) -> None:
+    state = request.app.state
+    referral_case_check(referral.case_id, _holders(referral), request, principal, state.case_access,
+                        state.access_log, purpose, write=write)
 
 
 def _holders(referral: Referral) -> list[tuple[str, str]]:
@@ -97,8 +109,8 @@ def _holders(referral: Referral) -> list[tuple[str, str]]:
     return holders
 
 
-ReadableReferral = Annotated[Referral, Depends(referral_reader)]
-ReferralActor = Annotated[Principal, Depends(referral_writer)]
+ReadableReferral = Annotated[ReadReferral, Depends(referral_reader)]
+ReferralActor = Annotated[Acting, Depends(referral_writer)]
 
 
 
@@ -158,26 +170,27 @@ def case_referrals(case_id: UUID, inbox: InboxDep, _: CaseReader) -> Response:
     return model_response(CaseReferralsPublic, {"case_id": case_id, "items": inbox.for_case(case_id)})
 
 
-def _public(app: ReferralApplication, referral: Referral, response: Response) -> ReferralPublic:
-    response.headers["ETag"] = f'"{referral.version}"'
-    return ReferralPublic(
-        referral_id=referral.id, case_id=referral.case_id, child_id=referral.child_id,
-        owner_agency=referral.owner_agency, requester_agency=referral.requester_agency,
-        referral_type=referral.referral_type, priority=referral.priority, status=referral.status,
-        due_at=referral.due_at, complete_by=referral.complete_by, assignee=referral.assignee,
-        pending_owner=referral.pending_owner, escalation_level=referral.escalation_level,
-        fallback_agencies=referral.fallback_agencies, plan_tasks=referral.plan_tasks, rule_ids=referral.rule_ids,
-        rules_version=referral.rules_version, version=referral.version,
-        history=[HistoryEntry.model_validate(h) for h in app.history(referral.id)],
-    )
+def _public(read: ReadReferral) -> Response:
+    """The referral with its history as ``ReferralPublic``, validated and serialised once, with its ``ETag``."""
+    referral = read.referral
+    return model_response(ReferralPublic, {
+        "referral_id": referral.id, "case_id": referral.case_id, "child_id": referral.child_id,
+        "owner_agency": referral.owner_agency, "requester_agency": referral.requester_agency,
+        "referral_type": referral.referral_type, "priority": referral.priority, "status": referral.status,
+        "due_at": referral.due_at, "complete_by": referral.complete_by, "assignee": referral.assignee,
+        "pending_owner": referral.pending_owner, "escalation_level": referral.escalation_level,
+        "fallback_agencies": referral.fallback_agencies, "plan_tasks": referral.plan_tasks,
+        "rule_ids": referral.rule_ids, "rules_version": referral.rules_version, "version": referral.version,
+        "history": read.history(),
+    }, headers={"ETag": f'"{referral.version}"'})
 
 
 @router.get(
     "/referrals/{referral_id}", response_model=ReferralPublic,
     responses={**problem_doc(404, "Not found"), **FORBIDDEN_DOC}, summary="One referral with its full history",
 )
-def get_referral(app: ReferralsDep, referral: ReadableReferral, response: Response) -> ReferralPublic:
-    return _public(app, referral, response)
+def get_referral(read: ReadableReferral) -> Response:
+    return _public(read)
 
 
 def _expected(if_match: str | None) -> int | None:
@@ -198,15 +211,15 @@ def _expected(if_match: str | None) -> int | None:
     "back to the router, which sends it to the next responsible agency.\n\nStates:\n" + STATES_DOC,
 )
 def change_status(
-    referral_id: UUID, body: StatusChange, app: ReferralsDep, response: Response, actor: ReferralActor,
+    referral_id: UUID, body: StatusChange, app: ReferralsDep, actor: ReferralActor,
     if_match: IfMatch = None,
-) -> ReferralPublic:
-    acting_for(actor, body.agency, "agency")
-    referral = app.change_status(
+) -> Response:
+    acting_for(actor.principal, body.agency, "agency")
+    app.change_status(
         referral_id, body.status, body.agency.value, body.note, _expected(if_match),
-        reason_code=body.reason_code, outcome=body.outcome,
+        reason_code=body.reason_code, outcome=body.outcome, loaded=actor.read,
     )
-    return _public(app, referral, response)
+    return _public(actor.read)
 
 
 @router.post(
@@ -214,15 +227,15 @@ def change_status(
     summary="Propose a transfer of ownership to another agency",
 )
 def propose_transfer(
-    referral_id: UUID, body: TransferCreate, app: ReferralsDep, response: Response, actor: ReferralActor,
+    referral_id: UUID, body: TransferCreate, app: ReferralsDep, actor: ReferralActor,
     if_match: IfMatch = None,
-) -> ReferralPublic:
+) -> Response:
     """By the owner or a supervising agency; the new owner must accept (`/transfer/answer`)."""
-    acting_for(actor, body.agency, "agency")
-    referral = app.propose_transfer(
-        referral_id, body.to_agency.value, body.agency.value, body.note, _expected(if_match)
+    acting_for(actor.principal, body.agency, "agency")
+    app.propose_transfer(
+        referral_id, body.to_agency.value, body.agency.value, body.note, _expected(if_match), loaded=actor.read
     )
-    return _public(app, referral, response)
+    return _public(actor.read)
 
 
 @router.post(
@@ -230,13 +243,14 @@ def propose_transfer(
     summary="Accept or decline a proposed transfer",
 )
 def answer_transfer(
-    referral_id: UUID, body: TransferAnswer, app: ReferralsDep, response: Response, principal: PrincipalDep,
+    referral_id: UUID, body: TransferAnswer, app: ReferralsDep, principal: PrincipalDep,
     if_match: IfMatch = None,
-) -> ReferralPublic:
+) -> Response:
     """By the agency the transfer is proposed to (which has no access to the case before it accepts)."""
     acting_for(principal, body.agency, "agency")
-    referral = app.answer_transfer(referral_id, body.agency.value, body.accept, body.note, _expected(if_match))
-    return _public(app, referral, response)
+    read = app.read(referral_id)
+    app.answer_transfer(referral_id, body.agency.value, body.accept, body.note, _expected(if_match), loaded=read)
+    return _public(read)
 
 
 @router.post(
@@ -244,12 +258,12 @@ def answer_transfer(
     summary="Assign the referral to a named officer of the owner agency",
 )
 def reassign(
-    referral_id: UUID, body: Reassignment, app: ReferralsDep, response: Response, actor: ReferralActor,
+    referral_id: UUID, body: Reassignment, app: ReferralsDep, actor: ReferralActor,
     if_match: IfMatch = None,
-) -> ReferralPublic:
-    acting_for(actor, body.agency, "agency")
-    referral = app.reassign(referral_id, body.officer_id, body.agency.value, _expected(if_match))
-    return _public(app, referral, response)
+) -> Response:
+    acting_for(actor.principal, body.agency, "agency")
+    app.reassign(referral_id, body.officer_id, body.agency.value, _expected(if_match), loaded=actor.read)
+    return _public(actor.read)
 
 
 def _escalation(e: Escalation) -> EscalationPublic:
@@ -263,7 +277,7 @@ def _escalation(e: Escalation) -> EscalationPublic:
     responses=COMMAND_RESPONSES, summary="Escalate a referral (supervising agencies)",
 )
 def escalate(referral_id: UUID, body: EscalationCreate, app: ReferralsDep, actor: ReferralActor) -> EscalationPublic:
-    acting_for(actor, body.agency, "agency")
+    acting_for(actor.principal, body.agency, "agency")
     return _escalation(app.escalate_by_supervisor(referral_id, body.agency.value, datetime.now(UTC)))
 
 

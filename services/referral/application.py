@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -14,7 +14,7 @@ from eventsourcing.persistence import IntegrityError
 
 from contracts.commands import OpenReferral
 from contracts.vocabulary import EscalationKind, Outcome, Priority, ReferralStatus
-from huhang.eventstore import ServiceApplication
+from huhang.eventstore import ServiceApplication, project
 from huhang.groupcommit import GroupCommitter
 from huhang.personal import ChildKeys
 from huhang.problems import DomainError, FieldError, NotFound
@@ -28,6 +28,19 @@ SUPERVISION_DUE = timedelta(days=1)
 class StaleVersion(DomainError):
     status = 412
     type = "urn:huhang:problem:stale-version"
+
+
+@dataclass
+class ReadReferral:
+    """A referral with the stored events it was made from: a request that answers with the referral and its
+    history (or acts on it, then answers) reads the events once. An action through :meth:`ReferralApplication._act`
+    keeps it current: the events it saved are added, or the whole is read again when it had to retry."""
+
+    referral: Referral
+    events: list[Any]
+
+    def history(self) -> list[dict[str, Any]]:
+        return history_of(self.events)
 
 
 @dataclass(frozen=True)
@@ -89,44 +102,67 @@ class ReferralApplication(ServiceApplication):
 
     # --- commands on one referral ----------------------------------------------------------------------------
 
-    def _act(self, referral_id: UUID, expected_version: int | None, command: Callable[[Referral], None]) -> Referral:
-        referral = self.get(referral_id)
-        if expected_version is not None and referral.version != expected_version:
-            raise StaleVersion(
-                f"The referral is at version {referral.version}, not {expected_version}: reload and retry."
-            )
-        command(referral)
-        try:
-            self._committer.save(referral)
-        except IntegrityError:
-            raise StaleVersion("The referral was changed meanwhile: reload and retry.") from None
-        return referral
+    def _act(
+        self, referral_id: UUID, expected_version: int | None, command: Callable[[Referral], None],
+        loaded: ReadReferral | None = None,
+    ) -> Referral:
+        """Apply ``command`` to the referral and save it. ``loaded``: the referral as this request read it a moment
+        before (its access check); if another request changed the referral meanwhile and the caller named no
+        version (``If-Match``), it is read again once and the command applied to that."""
+        read = loaded if loaded is not None else self.read(referral_id)
+        for attempt in (1, 2):
+            referral = read.referral
+            if expected_version is not None and referral.version != expected_version:
+                raise StaleVersion(
+                    f"The referral is at version {referral.version}, not {expected_version}: reload and retry."
+                )
+            command(referral)
+            new = list(referral.pending_events)
+            try:
+                self._committer.save(referral)
+            except IntegrityError:
+                if attempt == 2 or loaded is None or expected_version is not None:
+                    raise StaleVersion("The referral was changed meanwhile: reload and retry.") from None
+                fresh = self.read(referral_id)
+                read.referral, read.events = fresh.referral, fresh.events
+                continue
+            read.events.extend(new)
+            return referral
+        raise AssertionError("unreachable")
 
     def change_status(
         self, referral_id: UUID, to: ReferralStatus, actor_agency: str, reason: str | None = None,
         expected_version: int | None = None, *, reason_code: str | None = None, outcome: Outcome | None = None,
+        loaded: ReadReferral | None = None,
     ) -> Referral:
         return self._act(
             referral_id, expected_version,
             lambda r: r.change_status(to, actor_agency, reason_code=reason_code, outcome=outcome, note=reason),
+            loaded,
         )
 
     def propose_transfer(
-        self, referral_id: UUID, to_agency: str, actor_agency: str, note: str | None, expected_version: int | None
-    ) -> Referral:
-        return self._act(referral_id, expected_version, lambda r: r.propose_transfer(to_agency, actor_agency, note))
-
-    def answer_transfer(
-        self, referral_id: UUID, actor_agency: str, accept: bool, note: str | None, expected_version: int | None
+        self, referral_id: UUID, to_agency: str, actor_agency: str, note: str | None, expected_version: int | None,
+        loaded: ReadReferral | None = None,
     ) -> Referral:
         return self._act(
-            referral_id, expected_version, lambda r: r.answer_transfer(actor_agency, accept=accept, note=note)
+            referral_id, expected_version, lambda r: r.propose_transfer(to_agency, actor_agency, note), loaded
+        )
+
+    def answer_transfer(
+        self, referral_id: UUID, actor_agency: str, accept: bool, note: str | None, expected_version: int | None,
+        loaded: ReadReferral | None = None,
+    ) -> Referral:
+        return self._act(
+            referral_id, expected_version, lambda r: r.answer_transfer(actor_agency, accept=accept, note=note),
+            loaded,
         )
 
     def reassign(
-        self, referral_id: UUID, officer_id: str, actor_agency: str, expected_version: int | None
+        self, referral_id: UUID, officer_id: str, actor_agency: str, expected_version: int | None,
+        loaded: ReadReferral | None = None,
     ) -> Referral:
-        return self._act(referral_id, expected_version, lambda r: r.reassign(officer_id, actor_agency))
+        return self._act(referral_id, expected_version, lambda r: r.reassign(officer_id, actor_agency), loaded)
 
     def escalate_by_supervisor(self, referral_id: UUID, actor_agency: str, now: datetime) -> Escalation:
         referral = self.get(referral_id)
@@ -190,31 +226,44 @@ class ReferralApplication(ServiceApplication):
             raise NotFound(f"No referral with id {referral_id}.")
         return referral
 
+    def read(self, referral_id: UUID) -> ReadReferral:
+        """The referral and its stored events, read once."""
+        events = list(self.events.get(referral_id))
+        referral = project(None, events) if events else None
+        if not isinstance(referral, Referral):
+            raise NotFound(f"No referral with id {referral_id}.")
+        return ReadReferral(referral, events)
+
     def history(self, referral_id: UUID) -> list[dict[str, Any]]:
         """Every step, with actor, time and reason (notes stay here, never in integration events)."""
-        out = []
-        for stored in self.events.get(referral_id):
-            e = cast(Any, stored)
-            entry: dict[str, Any] = {"step": type(e).__name__, "time": e.timestamp, "version": e.originator_version}
-            if isinstance(e, Referral.Requested):  # type: ignore[attr-defined]
-                entry.update(status="requested", actor_agency=e.requester_agency, rule_ids=list(e.rule_ids),
-                             rules_version=e.rules_version, owner_agency=e.owner_agency)
-            elif isinstance(e, Referral.StatusChanged):  # type: ignore[attr-defined]
-                entry.update(status=e.status, actor_agency=e.actor_agency, reason_code=e.reason_code,
-                             outcome=e.outcome, note=e.note)
-            elif isinstance(e, Referral.Transferred):  # type: ignore[attr-defined]
-                entry.update(actor_agency=e.to_agency, from_agency=e.from_agency, to_agency=e.to_agency)
-            elif isinstance(e, Referral.TransferProposed):  # type: ignore[attr-defined]
-                entry.update(actor_agency=e.actor_agency, to_agency=e.to_agency, note=e.note)
-            elif isinstance(e, Referral.TransferDeclined):  # type: ignore[attr-defined]
-                entry.update(actor_agency=e.actor_agency, note=e.note)
-            elif isinstance(e, Referral.Reassigned):  # type: ignore[attr-defined]
-                entry.update(actor_agency=e.actor_agency, officer_id=e.officer_id)
-            elif isinstance(e, Referral.Escalated):  # type: ignore[attr-defined]
-                entry.update(actor_agency=e.actor_agency, level=e.level, kind=e.kind,
-                             supervising_agency=e.supervising_agency)
-            elif isinstance(e, Referral.Returned):  # type: ignore[attr-defined]
-                entry.update(actor_agency=e.returned_by, status=e.status, reason_code=e.reason_code,
-                             next_agencies=list(e.next_agencies))
-            out.append(entry)
-        return out
+        return history_of(self.events.get(referral_id))
+
+
+def history_of(events: Iterable[Any]) -> list[dict[str, Any]]:
+    """A referral's steps from its stored events: actor, time and reason of each."""
+    out = []
+    for stored in events:
+        e = cast(Any, stored)
+        entry: dict[str, Any] = {"step": type(e).__name__, "time": e.timestamp, "version": e.originator_version}
+        if isinstance(e, Referral.Requested):  # type: ignore[attr-defined]
+            entry.update(status="requested", actor_agency=e.requester_agency, rule_ids=list(e.rule_ids),
+                         rules_version=e.rules_version, owner_agency=e.owner_agency)
+        elif isinstance(e, Referral.StatusChanged):  # type: ignore[attr-defined]
+            entry.update(status=e.status, actor_agency=e.actor_agency, reason_code=e.reason_code,
+                         outcome=e.outcome, note=e.note)
+        elif isinstance(e, Referral.Transferred):  # type: ignore[attr-defined]
+            entry.update(actor_agency=e.to_agency, from_agency=e.from_agency, to_agency=e.to_agency)
+        elif isinstance(e, Referral.TransferProposed):  # type: ignore[attr-defined]
+            entry.update(actor_agency=e.actor_agency, to_agency=e.to_agency, note=e.note)
+        elif isinstance(e, Referral.TransferDeclined):  # type: ignore[attr-defined]
+            entry.update(actor_agency=e.actor_agency, note=e.note)
+        elif isinstance(e, Referral.Reassigned):  # type: ignore[attr-defined]
+            entry.update(actor_agency=e.actor_agency, officer_id=e.officer_id)
+        elif isinstance(e, Referral.Escalated):  # type: ignore[attr-defined]
+            entry.update(actor_agency=e.actor_agency, level=e.level, kind=e.kind,
+                         supervising_agency=e.supervising_agency)
+        elif isinstance(e, Referral.Returned):  # type: ignore[attr-defined]
+            entry.update(actor_agency=e.returned_by, status=e.status, reason_code=e.reason_code,
+                         next_agencies=list(e.next_agencies))
+        out.append(entry)
+    return out

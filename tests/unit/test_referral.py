@@ -225,6 +225,60 @@ def test_the_current_expected_version_is_accepted(referrals):
     assert changed.status == "received"
 
 
+def test_an_action_on_a_referral_read_a_moment_before_goes_on_from_that_read_and_its_history(referrals):
+    referral_id = opened(referrals)
+    read = referrals.read(referral_id)  # as the access check reads it
+
+    referrals.change_status(referral_id, S.received, OWNER.value, None, loaded=read)
+
+    assert read.referral.status == "received"
+    assert [h["status"] for h in read.history()] == ["requested", "received"]
+    assert read.history() == referrals.history(referral_id)  # the history the store now holds
+
+
+def test_a_change_between_the_read_and_the_action_is_read_again_when_no_version_was_named(referrals):
+    referral_id = opened(referrals)
+    read = referrals.read(referral_id)
+    referrals.change_status(referral_id, S.received, OWNER.value, None)  # another request, in between
+
+    referrals.change_status(referral_id, S.accepted, OWNER.value, None, loaded=read)
+
+    assert [h["status"] for h in read.history()] == ["requested", "received", "accepted"]
+    assert referrals.get(referral_id).status == "accepted"
+
+
+def test_a_change_between_the_read_and_the_action_is_refused_when_the_version_was_named(referrals):
+    referral_id = opened(referrals)
+    read = referrals.read(referral_id)
+    referrals.change_status(referral_id, S.received, OWNER.value, None)
+
+    with pytest.raises(StaleVersion):
+        referrals.change_status(referral_id, S.received, OWNER.value, None, expected_version=read.referral.version,
+                                loaded=read)
+
+
+def test_http_a_status_change_reads_the_referrals_events_once(client, referrals):
+    referral_id = opened(referrals)
+    etag = client.get(f"/v1/referrals/{referral_id}").headers["ETag"]
+    reads: list[uuid.UUID] = []
+    recorder = referrals.recorder
+    select_events = recorder.select_events
+
+    def counted(originator_id: Any, *args: Any, **kwargs: Any) -> Any:
+        reads.append(originator_id)
+        return select_events(originator_id, *args, **kwargs)
+
+    recorder.select_events = counted
+    try:
+        answer = post_status(client, referral_id, S.received, OWNER, etag)
+    finally:
+        recorder.select_events = select_events
+
+    assert answer.status_code == 200
+    assert [h["status"] for h in answer.json()["history"]] == ["requested", "received"]
+    assert reads == [referral_id]
+
+
 # --- HTTP ---------------------------------------------------------------------------------------------------------
 
 
