@@ -28,7 +28,10 @@
    every step, from psutil and /proc/stat: on a 2-core machine shared with other work, the bottleneck is read
    there. The machine's CPU per request achieved, and before every step the machine's Python speed
    (``machine_speed_ms``: one fixed loop, best of 3), since a virtual machine's CPU varies between runs.
-   ``--profile`` also runs ``py-spy record`` (if on PATH) on the busiest platform process at each step.
+   ``--profile`` also runs ``py-spy record`` (if on PATH) on the busiest platform process at each step, or on each
+   process ``HUHANG_BENCH_PROFILE_PROCESS`` names (comma-separated, e.g. ``api-referral,worker-intake``).
+   ``HUHANG_BENCH_API_THREADS``, ``HUHANG_BENCH_POOL_SIZE`` and ``HUHANG_BENCH_MAX_OVERFLOW`` set the platform's
+   thread pool and connection pools (defaults 8, 12, 0).
 
 Prints a table per mode and writes ``bench/results/mixed_workload_<mode>.json``; logs (platform and locust) go to
 ``bench/results/logs/mixed_workload_<mode>/``. Target: the mix holds >= 300 requests/s at p99 < 500 ms in
