@@ -256,9 +256,9 @@ class CpuSplit:
 
     def __init__(self, processes: Mapping[str, subprocess.Popen[bytes]], locust: subprocess.Popen[bytes]) -> None:
         self.groups: dict[str, Callable[[], list[int]]] = {
-            name: functools.partial(_tree, p.pid) for name, p in processes.items()
+            name: functools.partial(process_tree, p.pid) for name, p in processes.items()
         }
-        self.groups["locust"] = lambda: _tree(locust.pid)
+        self.groups["locust"] = lambda: process_tree(locust.pid)
         self.groups["postgres"] = lambda: pids_named("postgres")
         self.groups["tansu"] = lambda: pids_named("tansu")
         self.groups["bench driver"] = lambda: [os.getpid()]
@@ -298,7 +298,7 @@ def _busy(t: Any) -> float:
     return float(sum(t) - t.idle - getattr(t, "iowait", 0.0))
 
 
-def _tree(pid: int) -> list[int]:
+def process_tree(pid: int) -> list[int]:
     try:
         process = psutil.Process(pid)
         return [pid, *(c.pid for c in process.children(recursive=True))]

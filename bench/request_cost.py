@@ -49,7 +49,7 @@ from bench._load.county import CONCERNS, FACTORS, NEXT_STATUS, OBSERVATIONS, bea
 from bench._pg import drop_schemas
 from bench._results import write_results
 from bench.intake_and_routing import pids_named, signing_key
-from bench.mixed_workload import RESULTS_DIR, Plan, Platform, distributed, progress, seed_county
+from bench.mixed_workload import RESULTS_DIR, Plan, Platform, distributed, process_tree, progress, seed_county
 
 # The locustfile's task weights (bench/locustfile.py); "referral read" stands for the read a referral action
 # makes first when it has no ETag yet (measured: about 0.8 of the actions).
@@ -70,14 +70,6 @@ def _cpu(pids: Iterable[int]) -> float:
     return total
 
 
-def _tree(pid: int) -> list[int]:
-    try:
-        process = psutil.Process(pid)
-        return [pid, *(c.pid for c in process.children(recursive=True))]
-    except psutil.NoSuchProcess:
-        return []
-
-
 @dataclass
 class Meter:
     """The CPU seconds of the platform's processes in three groups: one API, PostgreSQL, the followers."""
@@ -88,11 +80,11 @@ class Meter:
     def followers(self, service: str | None = None) -> list[int]:
         """Every platform process but ``service``'s API (the router's calls to the referral API count as routing)."""
         return [pid for name, p in self.platform.processes.items() if name != f"api-{service}"
-                for pid in _tree(p.pid)] + pids_named("tansu")
+                for pid in process_tree(p.pid)] + pids_named("tansu")
 
     def read(self, service: str) -> tuple[float, float, float]:
         api = self.platform.processes[f"api-{service}"].pid
-        return _cpu(_tree(api)), _cpu(pids_named("postgres")), _cpu(self.followers(service))
+        return _cpu(process_tree(api)), _cpu(pids_named("postgres")), _cpu(self.followers(service))
 
     def calibrate(self) -> None:
         before, t0 = _cpu(self.followers()), time.perf_counter()
