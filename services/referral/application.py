@@ -110,7 +110,8 @@ class ReferralApplication(ServiceApplication):
         before (its access check); if another request changed the referral meanwhile and the caller named no
         version (``If-Match``), it is read again once and the command applied to that."""
         read = loaded if loaded is not None else self.read(referral_id)
-        for attempt in (1, 2):
+        may_read_again = loaded is not None and expected_version is None
+        while True:
             referral = read.referral
             if expected_version is not None and referral.version != expected_version:
                 raise StaleVersion(
@@ -121,14 +122,14 @@ class ReferralApplication(ServiceApplication):
             try:
                 self._committer.save(referral)
             except IntegrityError:
-                if attempt == 2 or loaded is None or expected_version is not None:
+                if not may_read_again:
                     raise StaleVersion("The referral was changed meanwhile: reload and retry.") from None
+                may_read_again = False
                 fresh = self.read(referral_id)
                 read.referral, read.events = fresh.referral, fresh.events
                 continue
             read.events.extend(new)
             return referral
-        raise AssertionError("unreachable")
 
     def change_status(
         self, referral_id: UUID, to: ReferralStatus, actor_agency: str, reason: str | None = None,
