@@ -32,6 +32,28 @@ def drop_schemas(prefix: str) -> list[str]:
         engine.dispose()
 
 
+def analyze_schemas(prefix: str) -> list[str]:
+    """``ANALYZE`` every table of the schemas whose names start with ``prefix``; the schemas analysed.
+
+    Without statistics PostgreSQL's planner guesses every table's size from its pages and may join a freshly seeded
+    read model by a sequential scan instead of its index. In production autovacuum keeps the statistics; on these
+    machines it is off (the CI configuration), so a benchmark that seeds a county analyses it as autovacuum would.
+    """
+    engine = create_engine(DATABASE_URL.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.connect() as conn:
+            tables = conn.execute(
+                text("SELECT schemaname, tablename FROM pg_tables WHERE left(schemaname, :n) = :p"),
+                {"n": len(prefix), "p": prefix},
+            ).all()
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            for schema, table in tables:
+                conn.execute(text(f'ANALYZE "{schema}"."{table}"'))
+        return sorted({schema for schema, _ in tables})
+    finally:
+        engine.dispose()
+
+
 def sessions_started() -> int:
     """PostgreSQL sessions started on the server so far (``pg_stat_database.sessions``, PostgreSQL 14+): the
     difference over a step is how many backends the platform opened in it (each a process start of its own)."""

@@ -64,7 +64,7 @@ import httpx
 import psutil
 
 from bench._load.county import CONCERNS, OFFICER_AGENCIES, bearer
-from bench._pg import DATABASE_URL, drop_schemas, sessions_started
+from bench._pg import DATABASE_URL, analyze_schemas, drop_schemas, sessions_started
 from bench._results import write_results
 from bench.intake_and_routing import SyntheticReports, latency_ms, pids_named, signing_key
 from huhang.bootstrap import SERVICE_NAMES
@@ -113,6 +113,7 @@ class Platform:
     urls: dict[str, str]
     processes: dict[str, subprocess.Popen[bytes]]
     storage: str
+    schema_prefix: str | None = None  # PostgreSQL: the schemas of this platform's services
 
 
 @contextmanager
@@ -160,7 +161,7 @@ def distributed(schema_prefix: str, logs: Path) -> Iterator[Platform]:
         processes["router"] = stack.enter_context(huhang_process(["router"], background, logs / "router.log"))
         for name in API_SERVICES:
             wait_http(f"{urls[name]}/healthz", 180, processes[f"api-{name}"])
-        yield Platform("distributed", urls, processes, "postgres")
+        yield Platform("distributed", urls, processes, "postgres", schema_prefix)
 
 
 # -------------------------------------------------------------------------------------------------------- seed
@@ -203,6 +204,8 @@ def seed_county(platform: Platform, plan: Plan, path: Path) -> dict[str, Any]:
     seed = {"urls": platform.urls, "places": places(), "children": dict(children), "all_cases": all_cases,
             "referrals": referrals}
     path.write_text(json.dumps(seed))
+    if platform.schema_prefix is not None:  # the statistics autovacuum keeps in production (off on these machines)
+        analyze_schemas(platform.schema_prefix)
     counts = {agency: len(items) for agency, items in referrals.items()}
     progress(f"{platform.mode}: seeded in {time.perf_counter() - started:.0f}s; referrals held: {counts}")
     return {"reports": plan.seed_reports, "seconds": round(time.perf_counter() - started, 1),

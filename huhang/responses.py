@@ -19,5 +19,13 @@ M = TypeVar("M", bound=BaseModel)
 
 def model_response(model_type: type[M], data: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> Response:
     """``data`` (rows as dicts, nested as the model nests) validated as ``model_type``, answered as JSON."""
-    body = model_type.model_validate(data).model_dump_json(by_alias=True)
+    return json_response(model_body(model_type, data), headers)
+
+
+def model_body(model_type: type[M], data: Mapping[str, Any]) -> bytes:
+    """``data`` validated as ``model_type`` and serialised: the body ``model_response`` sends."""
+    return model_type.model_validate(data).model_dump_json(by_alias=True).encode()
+
+
+def json_response(body: bytes, headers: Mapping[str, str] | None = None) -> Response:
     return Response(body, media_type="application/json", headers=dict(headers) if headers else None)

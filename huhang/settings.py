@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     # How old an agency's counts by status on its inbox page may be (s): counted again at most this often per
     # process (services/referral/inbox.py). 0: counted on every read.
     inbox_counts_max_age_s: float = Field(default=1.0, ge=0, le=60)
+    # How old an agency's first inbox pages may be (s), as the API answers them: kept per process and key (the
+    # agency, the page size and the filters) at most this long, forgotten when the process projects referral events
+    # itself. Every desk of an agency opens the same first page; 0: built on every read.
+    inbox_page_max_age_s: float = Field(default=1.0, ge=0, le=60)
     # Threads an API runs its blocking work on (route handlers and dependencies that query the database); anyio's
     # default is 40. Many more runnable threads than cores contend for the GIL, each hand-over costing CPU (the
     # county's mixed workload on 2 cores, distributed: 200 requests/s missed with 40 threads, p99 802 ms, and held

@@ -26,7 +26,7 @@ from huhang.access.guards import (
 )
 from huhang.auth.principal import Principal
 from huhang.problems import PROBLEM_RESPONSES, FieldError, Unprocessable, problem_doc
-from huhang.responses import model_response
+from huhang.responses import json_response, model_body, model_response
 from services.referral.application import Escalation, ReadReferral, ReferralApplication
 from services.referral.domain import Referral
 from services.referral.inbox import Inbox, InboxFilter
@@ -154,11 +154,19 @@ def agency_inbox(
         status=[s.value for s in status or []], priority=[p.value for p in priority or []], township=township,
         overdue_at=datetime.now(UTC) if overdue else None, requested_from=requested_from, requested_to=requested_to,
     )
-    rows, counts = inbox.page_and_counts(agency.value, limit=limit, cursor=after, filters=filters)
-    return model_response(ReferralsPublic, {
-        "agency": agency, "items": rows, "counts_by_status": counts,
-        "next_cursor": encode_cursor(rows[-1]) if len(rows) == limit else None,
-    })
+
+    def page() -> bytes:
+        rows, counts = inbox.page_and_counts(agency.value, limit=limit, cursor=after, filters=filters)
+        return model_body(ReferralsPublic, {
+            "agency": agency, "items": rows, "counts_by_status": counts,
+            "next_cursor": encode_cursor(rows[-1]) if len(rows) == limit else None,
+        })
+
+    if after is not None or overdue:  # a later page, or one that depends on the time: answered afresh
+        return json_response(page())
+    # A first page: the same for every desk of the agency (who may read it was decided and logged before).
+    key = (agency.value, limit, tuple(filters.status), tuple(filters.priority), township, requested_from, requested_to)
+    return json_response(inbox.pages.get(key, page))
 
 
 @router.get(

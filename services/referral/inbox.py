@@ -6,7 +6,6 @@ same values), so a follower that restarts from an older position converges to th
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,6 +34,7 @@ from sqlalchemy import (
 from contracts.envelope import CloudEvent
 from contracts.events import ReferralEscalated, ReferralOwnerChanged, ReferralRequested, ReferralStatusChanged
 from contracts.vocabulary import ReferralStatus
+from huhang.recent import Recent
 from huhang.sql import create_tables, insert_ignoring_duplicates, racing_ddl, reading
 
 metadata = MetaData()
@@ -92,14 +92,16 @@ class Inbox:
 
     ``counts_max_age_s``: an agency's counts by status are counted again at most this often by this process (every
     inbox read shows them, and counting reads every index entry of the agency: the costliest statement of the
-    county's mixed workload, growing with the referrals held). Events this process projects itself reset them at
-    once; those another process projects show within that age, as the rows themselves show after the projection's
-    lag. 0 counts on every read."""
+    county's mixed workload, growing with the referrals held). ``pages_max_age_s``: the API keeps an agency's first
+    pages (``pages``, the answer as sent) at most this long: every desk of the agency opens the same page, many times
+    a minute. Events this process projects itself forget both at once; those another process projects show within
+    that age, as the rows themselves show after the projection's lag. 0 keeps nothing."""
 
-    def __init__(self, engine: Engine, counts_max_age_s: float = 0.0) -> None:
+    def __init__(self, engine: Engine, counts_max_age_s: float = 0.0, pages_max_age_s: float = 0.0) -> None:
         self.engine = engine
         self.counts_max_age_s = counts_max_age_s
-        self._counted: dict[str, tuple[float, dict[str, int]]] = {}
+        self._counted: Recent[dict[str, int]] = Recent(counts_max_age_s)
+        self.pages: Recent[bytes] = Recent(pages_max_age_s)
         create_tables(metadata, engine)
         # create_all adds indexes only with a new table: a store made before the index gets it here.
         racing_ddl(lambda: owner_status_index.create(engine, checkfirst=True))
@@ -107,6 +109,7 @@ class Inbox:
     def handle(self, events: Sequence[CloudEvent]) -> None:
         self._handle(events)
         self._counted.clear()
+        self.pages.clear()
 
     def _handle(self, events: Sequence[CloudEvent]) -> None:
         t = referrals_table
@@ -188,14 +191,7 @@ class Inbox:
             return self._page(conn, agency, None, limit, cursor, filters), self._recent_counts(conn, agency)
 
     def _recent_counts(self, conn: Connection, agency: str) -> dict[str, int]:
-        now = time.monotonic()
-        counted = self._counted.get(agency)
-        if counted is not None and now - counted[0] < self.counts_max_age_s:
-            return dict(counted[1])
-        counts = self._counts(conn, agency)
-        if self.counts_max_age_s > 0:
-            self._counted[agency] = (now, counts)
-        return dict(counts)
+        return dict(self._counted.get(agency, lambda: self._counts(conn, agency)))
 
     def _page(
         self, conn: Connection, agency: str, status: str | None, limit: int, cursor: tuple[datetime, str] | None,

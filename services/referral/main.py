@@ -99,7 +99,7 @@ def build(settings: Settings) -> ReferralService:
             eventsourcing_env(settings, "referral"), child_keys=child_keys(settings, engine)
         ),
         positions=Positions(engine),
-        inbox=Inbox(engine, settings.inbox_counts_max_age_s),
+        inbox=Inbox(engine, settings.inbox_counts_max_age_s, settings.inbox_page_max_age_s),
         case_access=CaseAccess(engine),
         access_log=AccessLog(engine, settings.access_log_flush_interval_s),
     )

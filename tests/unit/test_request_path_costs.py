@@ -8,6 +8,8 @@
   once after the process projects events itself.
 - The case-access guard asks its read model one statement per request, whatever the record.
 - An API's thread pool has ``api_threads`` threads (anyio's 40 contend for the GIL under load).
+- An agency's first inbox pages are answered from the page built at most ``inbox_page_max_age_s`` before, per
+  process, forgotten at once when the process projects referral events itself.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import inspect
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -24,8 +27,10 @@ from sqlalchemy import inspect as sql_inspect
 
 from contracts.agencies import Agency
 from contracts.vocabulary import ReferralStatus
+from huhang import recent
 from huhang.access import guards
 from huhang.access.case_access import CaseAccess
+from huhang.bootstrap import service_api
 from huhang.settings import Settings
 from huhang.storage import read_model_engine
 from huhang.web import create_api
@@ -37,6 +42,8 @@ from services.notifications import api as notifications_api
 from services.referral import api as referral_api
 from services.referral.inbox import Inbox, owner_status_index, referrals_table
 from tests.conftest import postgres_settings
+from tests.support.auth import bearer, client_for, officer
+from tests.support.referrals import referral_service
 from tests.unit.test_notifications_feed import referral_requested, status_changed
 
 
@@ -138,3 +145,82 @@ def test_an_api_runs_its_blocking_work_on_as_many_threads_as_configured() -> Non
 
     with TestClient(app) as client:
         assert client.get("/threads").json() == {"total": 3}
+
+
+# --- recent answers: the inbox's first pages ------------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_recent_answer_is_kept_for_its_max_age_then_computed_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Clock()
+    monkeypatch.setattr(recent.time, "monotonic", clock)
+    computed: list[int] = []
+    kept: recent.Recent[int] = recent.Recent(max_age_s=1.0)
+
+    def compute() -> int:
+        computed.append(len(computed))
+        return len(computed)
+
+    assert [kept.get("a", compute), kept.get("a", compute)] == [1, 1]
+    clock.now += 0.99
+    assert kept.get("a", compute) == 1
+    clock.now += 0.02
+    assert kept.get("a", compute) == 2  # older than the max age: computed again
+    assert kept.get("b", compute) == 3  # another key, its own answer
+    kept.clear()
+    assert kept.get("a", compute) == 4
+
+
+def test_no_max_age_keeps_nothing_and_the_keys_kept_are_bounded() -> None:
+    nothing: recent.Recent[int] = recent.Recent(max_age_s=0)
+    values = iter(range(10))
+    assert [nothing.get("a", lambda: next(values)) for _ in range(3)] == [0, 1, 2]
+    bounded: recent.Recent[int] = recent.Recent(max_age_s=60, max_entries=4)
+    for key in range(10):
+        bounded.get(key, lambda: 0)
+    assert len(bounded._kept) <= 4
+    assert 9 in bounded._kept  # the newest stays
+
+
+def a_referral(days_ago: int = 0) -> Any:
+    """A new referral at the police, its own ids, requested ``days_ago``."""
+    event = referral_requested(Agency.police)
+    return event.model_copy(update={"id": uuid.uuid4(), "time": event.time - timedelta(days=days_ago),
+                                    "data": event.data.model_copy(update={"referral_id": uuid.uuid4()})})
+
+
+def test_an_agencys_first_inbox_page_is_answered_from_the_recent_page(tmp_path: Any) -> None:
+    """Every desk of an agency opens the same first page: within ``inbox_page_max_age_s`` it is answered without a
+    statement. What another process projects meanwhile shows after that age (as the counts do); what this process
+    projects, at once; a later page (a cursor) is always read afresh. Who may read it is decided on every request."""
+    settings = Settings(storage="sqlite", data_dir=tmp_path / "data", inbox_page_max_age_s=60)
+    with referral_service(settings) as service:
+        client = client_for(service_api(settings, service))
+        elsewhere = Inbox(service.inbox.engine)  # another process's projection of the same store
+        elsewhere.handle([a_referral()])
+        first = client.get("/v1/agencies/police/referrals", params={"limit": 1})
+        assert len(first.json()["items"]) == 1, first.text
+        seen = _statements(service.inbox.engine)
+        elsewhere.handle([a_referral(days_ago=1)])  # older: on the second page
+        seen.clear()
+        again = client.get("/v1/agencies/police/referrals", params={"limit": 1})
+        assert again.json() == first.json()
+        assert not [sql for sql in seen if "referral_inbox" in sql]  # answered from the recent page
+        later = client.get("/v1/agencies/police/referrals", params={"limit": 1, "cursor": first.json()["next_cursor"]})
+        assert len(later.json()["items"]) == 1  # a later page: read afresh, the new referral's row is there
+        filtered = client.get("/v1/agencies/police/referrals", params={"limit": 1, "status": "received"})
+        assert filtered.json()["items"] == []  # other filters: another page
+        service.inbox.handle([a_referral()])  # projected by this process: forgotten at once
+        newest = client.get("/v1/agencies/police/referrals", params={"limit": 1})
+        assert newest.json()["counts_by_status"] == {"requested": 3}
+        app = client.app
+        refused = client.get("/v1/agencies/police/referrals", params={"limit": 1},
+                             headers=bearer(app, officer(Agency.health)))  # type: ignore[arg-type]
+        assert refused.status_code == 403  # the page kept, the access decided again
