@@ -150,8 +150,11 @@ def distributed(schema_prefix: str, logs: Path) -> Iterator[Platform]:
         )
         progress(f"distributed: starting {len(API_SERVICES)} APIs, as many workers and the router")
         processes: dict[str, subprocess.Popen[bytes]] = {}
+        # HUHANG_BENCH_API_WORKERS="referral=2,intake=2": processes serving a service's API on its port
+        workers = dict(item.split("=", 1) for item in os.environ.get("HUHANG_BENCH_API_WORKERS", "").split(",")
+                       if "=" in item)
         for name in API_SERVICES:
-            args = ["api", name, "--host", "127.0.0.1", "--port", str(ports[name])]
+            args = ["api", name, "--host", "127.0.0.1", "--port", str(ports[name]), "--workers", workers.get(name, "1")]
             processes[f"api-{name}"] = stack.enter_context(huhang_process(args, env, logs / f"api-{name}.log"))
         # the followers and the router behind the APIs on the CPU (HUHANG_BACKGROUND_NICE, as in compose.yaml)
         background = {**env, "HUHANG_BACKGROUND_NICE": os.environ.get("HUHANG_BACKGROUND_NICE", "10")}
@@ -477,12 +480,15 @@ def run_mode(mode: str, plan: Plan, tmp: Path, prefix: str) -> dict[str, Any]:
                      f"{'holds' if row['holds'] else 'does NOT hold'}")
             if not row["holds"] or row["processes_exited"]:
                 break
-    held = [r["offered_per_s"] for r in result["steps"] if r["holds"]]
-    result["highest_rate_holding"] = max(held) if held else None
+    held = [r for r in result["steps"] if r["holds"]]
+    result["highest_rate_holding"] = max(r["offered_per_s"] for r in held) if held else None
+    # The target is in requests/s: the requests achieved by a step that holds (a desk's referral action can be two
+    # requests, so a step achieves more requests than the tasks it offers).
+    result["highest_requests_per_s_holding"] = max(r["achieved_per_s"] for r in held) if held else None
     result["top_step_cpu_cores"] = result["steps"][-1]["cpu_cores"] if result["steps"] else {}
     if mode == "distributed":
-        result["target"] = {"rate_per_s": TARGET_RATE_DISTRIBUTED, "p99_ms": P99_LIMIT_MS,
-                            "met": (result["highest_rate_holding"] or 0) >= TARGET_RATE_DISTRIBUTED}
+        result["target"] = {"requests_per_s": TARGET_RATE_DISTRIBUTED, "p99_ms": P99_LIMIT_MS,
+                            "met": (result["highest_requests_per_s_holding"] or 0) >= TARGET_RATE_DISTRIBUTED}
     return result
 
 
@@ -521,9 +527,11 @@ def table(result: dict[str, Any]) -> str:
         if opened:
             lines.append(f"  PostgreSQL sessions started during each step: {', '.join(opened)}")
     lines.append(f"  highest rate holding p99 < {P99_LIMIT_MS:g} ms (errors <= {ERROR_LIMIT:.0%}, achieved >= "
-                 f"{ACHIEVED_MIN:.0%} of offered): {result['highest_rate_holding']}")
+                 f"{ACHIEVED_MIN:.0%} of offered): {result['highest_rate_holding']} tasks/s offered, "
+                 f"{result['highest_requests_per_s_holding']} requests/s achieved")
     if "target" in result:
-        lines.append(f"  target >= {TARGET_RATE_DISTRIBUTED:g}/s: {'met' if result['target']['met'] else 'NOT met'}")
+        lines.append(f"  target >= {TARGET_RATE_DISTRIBUTED:g} requests/s: "
+                     f"{'met' if result['target']['met'] else 'NOT met'}")
     return "\n".join(lines)
 
 

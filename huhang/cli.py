@@ -21,6 +21,8 @@ import uvicorn
 from huhang.settings import Settings
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+
     from huhang.demo import DemoCredentials
 
 logger = logging.getLogger("huhang")
@@ -95,13 +97,31 @@ def _load_demo(url: str, credentials: DemoCredentials) -> None:
     print(f"Demo loaded: {len(cases)} cases. Try {url}/v1/agencies/police/referrals", flush=True)
 
 
+API_SERVICE_ENV = "HUHANG_API_SERVICE"
+
+
 def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
-    """Distributed: one service's HTTP API."""
+    """Distributed: one service's HTTP API, in ``--workers`` processes sharing its port (uvicorn's supervisor
+    restarts one that dies)."""
+    if args.workers > 1:
+        os.environ[API_SERVICE_ENV] = args.service  # read by each worker process's factory
+        uvicorn.run("huhang.cli:service_app_from_env", factory=True, workers=args.workers, host=args.host,
+                    port=args.port, log_level="warning")
+        return 0
     from huhang.bootstrap import build_service, service_api
 
     service = build_service(settings, args.service)
     uvicorn.run(service_api(settings, service), host=args.host, port=args.port, log_level="warning")
     return 0
+
+
+def service_app_from_env() -> FastAPI:
+    """The API of the service ``HUHANG_API_SERVICE`` names, built in each process of ``huhang api --workers N``."""
+    from huhang.bootstrap import build_service, service_api
+
+    settings = Settings()
+    _configure_logging(settings)
+    return service_api(settings, build_service(settings, os.environ[API_SERVICE_ENV]))
 
 
 def lower_priority(settings: Settings) -> int:
@@ -329,6 +349,8 @@ def parser() -> argparse.ArgumentParser:
     api.add_argument("service", choices=services)
     api.add_argument("--host", default=os.environ.get("HOST", "0.0.0.0"))  # noqa: S104 - a container's API
     api.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    api.add_argument("--workers", type=int, default=int(os.environ.get("HUHANG_API_WORKERS", "1")),
+                     help="processes serving the API on the same port (default: HUHANG_API_WORKERS or 1)")
     api.set_defaults(func=cmd_api)
 
     console = sub.add_parser("console", help="serve the web console and forward its API calls (distributed)")
