@@ -148,6 +148,10 @@ def distributed(schema_prefix: str, logs: Path) -> Iterator[Platform]:
             postgres_max_overflow=os.environ.get("HUHANG_BENCH_MAX_OVERFLOW", "0"),
             api_threads=os.environ.get("HUHANG_BENCH_API_THREADS", "8"),
         )
+        # HUHANG_BENCH_SETTINGS="follow_window_s=0.5,...": any other setting for every process of the platform
+        env.update({f"HUHANG_{name.strip().upper()}": value.strip() for name, value in
+                    (item.split("=", 1) for item in os.environ.get("HUHANG_BENCH_SETTINGS", "").split(",")
+                     if "=" in item)})
         progress(f"distributed: starting {len(API_SERVICES)} APIs, as many workers and the router")
         processes: dict[str, subprocess.Popen[bytes]] = {}
         # HUHANG_BENCH_API_WORKERS="referral=2,intake=2": processes serving a service's API on its port
@@ -443,7 +447,8 @@ def profile(platform: Platform, svg: Path, seconds: float) -> dict[str, Any]:
         outs = {name: out.with_name(out.name.replace(".profile", f".{name}.profile")) for name, out in outs.items()}
     spies = [
         subprocess.Popen([spy, "record", "-p", str(platform.processes[name].pid), "-d", str(int(seconds)), "-o",
-                          str(out), "--nonblocking", *options], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                          str(out), "--nonblocking", "--subprocesses", *options],  # an API's --workers too
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for name, out in outs.items()
     ]
     for process in spies:

@@ -46,6 +46,13 @@ class Recent(Generic[V]):
             self._kept[key] = (now, value)
         return value
 
+    def peek(self, key: Hashable) -> V | None:
+        """The value kept for ``key`` if it is younger than the max age; ``None`` otherwise (nothing computed)."""
+        kept = self._kept.get(key)
+        if kept is not None and time.monotonic() - kept[0] < self.max_age_s:
+            return kept[1]
+        return None
+
     def clear(self) -> None:
         with self._lock:
             self._kept.clear()

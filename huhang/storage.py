@@ -44,6 +44,7 @@ def eventsourcing_env(settings: Settings, service: str) -> dict[str, str]:
     ensure_schema(settings, service)
     return {
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "APPLICATION_RECORDER_TOPIC": "huhang.pgrecorder:PostgresRecorder",  # its aggregate reads composed once
         "POSTGRES_DBNAME": url.database or "postgres",
         "POSTGRES_HOST": url.host or "127.0.0.1",
         "POSTGRES_PORT": str(url.port or 5432),

@@ -9,6 +9,7 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from contracts.agencies import Agency
 from contracts.commands import OpenReferrals
@@ -132,7 +133,7 @@ router = APIRouter(prefix="/v1", tags=["referrals"])
     responses={**PROBLEM_RESPONSES, **FORBIDDEN_DOC},
     summary="An agency's inbox of referrals",
 )
-def agency_inbox(
+async def agency_inbox(
     agency: Agency,
     inbox: InboxDep,
     _: AgencyQueue,
@@ -162,11 +163,16 @@ def agency_inbox(
             "next_cursor": encode_cursor(rows[-1]) if len(rows) == limit else None,
         })
 
+    # async: a first page kept (huhang.recent) is answered on the event loop, without a thread-pool hop; one built
+    # afresh queries the database on a worker thread.
     if after is not None or overdue:  # a later page, or one that depends on the time: answered afresh
-        return json_response(page())
+        return json_response(await run_in_threadpool(page))
     # A first page: the same for every desk of the agency (who may read it was decided and logged before).
     key = (agency.value, limit, tuple(filters.status), tuple(filters.priority), township, requested_from, requested_to)
-    return json_response(inbox.pages.get(key, page))
+    kept = inbox.pages.peek(key)
+    if kept is None:
+        kept = await run_in_threadpool(inbox.pages.get, key, page)
+    return json_response(kept)
 
 
 @router.get(
@@ -197,7 +203,9 @@ def _public(read: ReadReferral) -> Response:
     "/referrals/{referral_id}", response_model=ReferralPublic,
     responses={**problem_doc(404, "Not found"), **FORBIDDEN_DOC}, summary="One referral with its full history",
 )
-def get_referral(read: ReadableReferral) -> Response:
+async def get_referral(read: ReadableReferral) -> Response:
+    # async: the referral was read (and the access decided) by the dependency; answering it does no I/O, and a
+    # plain def would cost a second thread-pool hop per request
     return _public(read)
 
 
