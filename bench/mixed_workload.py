@@ -31,11 +31,14 @@
    ``--profile`` also runs ``py-spy record`` (if on PATH) on the busiest platform process at each step, or on each
    process ``HUHANG_BENCH_PROFILE_PROCESS`` names (comma-separated, e.g. ``api-referral,worker-intake``).
    ``HUHANG_BENCH_API_THREADS``, ``HUHANG_BENCH_POOL_SIZE`` and ``HUHANG_BENCH_MAX_OVERFLOW`` set the platform's
-   thread pool and connection pools (defaults 8, 12, 0).
+   thread pool and connection pools (defaults 4, 12, 0); ``HUHANG_BENCH_API_WORKERS`` the processes serving each
+   API (default ``referral=2,intake=2``, the others one); ``HUHANG_BENCH_SETTINGS`` (``name=value,...``) any
+   other setting of every platform process.
 
 Prints a table per mode and writes ``bench/results/mixed_workload_<mode>.json``; logs (platform and locust) go to
 ``bench/results/logs/mixed_workload_<mode>/``. Target: the mix holds >= 300 requests/s at p99 < 500 ms in
-distributed mode.
+distributed mode: the requests achieved by a step that holds (a step offers desk tasks; a referral action whose
+ETag the desk does not know is two requests, so a step achieves about 1.1 requests per task offered).
 """
 
 from __future__ import annotations
@@ -146,7 +149,10 @@ def distributed(schema_prefix: str, logs: Path) -> Iterator[Platform]:
             # CPU, and 150/s missed at p99 946 ms); with 12 + 0, 1 backend, and 150/s held at p99 366 ms.
             postgres_pool_size=os.environ.get("HUHANG_BENCH_POOL_SIZE", "12"),
             postgres_max_overflow=os.environ.get("HUHANG_BENCH_MAX_OVERFLOW", "0"),
-            api_threads=os.environ.get("HUHANG_BENCH_API_THREADS", "8"),
+            # Two processes for each of the two busiest APIs, four threads each: one process's GIL held their tail
+            # latency (250/s: p99 512 ms with one process of 8 threads, 200 ms with two; 4 threads each held 270/s
+            # where 8 missed). HUHANG_BENCH_API_WORKERS="" and HUHANG_BENCH_API_THREADS=8: one process each.
+            api_threads=os.environ.get("HUHANG_BENCH_API_THREADS", "4"),
         )
         # HUHANG_BENCH_SETTINGS="follow_window_s=0.5,...": any other setting for every process of the platform
         env.update({f"HUHANG_{name.strip().upper()}": value.strip() for name, value in
@@ -155,8 +161,8 @@ def distributed(schema_prefix: str, logs: Path) -> Iterator[Platform]:
         progress(f"distributed: starting {len(API_SERVICES)} APIs, as many workers and the router")
         processes: dict[str, subprocess.Popen[bytes]] = {}
         # HUHANG_BENCH_API_WORKERS="referral=2,intake=2": processes serving a service's API on its port
-        workers = dict(item.split("=", 1) for item in os.environ.get("HUHANG_BENCH_API_WORKERS", "").split(",")
-                       if "=" in item)
+        workers = dict(item.split("=", 1) for item in
+                       os.environ.get("HUHANG_BENCH_API_WORKERS", "referral=2,intake=2").split(",") if "=" in item)
         for name in API_SERVICES:
             args = ["api", name, "--host", "127.0.0.1", "--port", str(ports[name]), "--workers", workers.get(name, "1")]
             processes[f"api-{name}"] = stack.enter_context(huhang_process(args, env, logs / f"api-{name}.log"))

@@ -230,8 +230,9 @@ def profiled(meter: Meter, kind: Kind, out: Path | None) -> Iterator[None]:
         yield
         return
     pid = meter.platform.processes[f"api-{kind.service}"].pid
-    process = subprocess.Popen([spy, "record", "-p", str(pid), "--gil", "--nonblocking", "--format", "raw", "-r",
-                                "500", "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = [spy, "record", "-p", str(pid), "--gil", "--nonblocking", "--subprocesses", "--format", "raw", "-r",
+               "500", "-o", str(out)]  # --subprocesses: an API's worker processes (--workers) too
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.0)  # attached
     try:
         yield
