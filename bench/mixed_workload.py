@@ -387,6 +387,8 @@ def run_step(platform: Platform, plan: Plan, seed_path: Path, logs: Path, user_c
         finally:
             stop_process(locust)
     row = summarise(samples, measured_from, measured_to, rate, users, user_class)
+    if user_class == "CountyUser" and platform.mode == "distributed":
+        row["followers"] = backlog_drained(platform)
     row["cpu_cores"] = cores
     row["machine_speed_ms"] = speed_ms
     row["postgres_sessions_started"] = sessions  # backends opened during the step (pool overflow: a process each)
@@ -396,6 +398,33 @@ def run_step(platform: Platform, plan: Plan, seed_path: Path, logs: Path, user_c
     if profiled:
         row["profile"] = profiled
     return row
+
+
+def backlog_drained(platform: Platform, timeout_s: float = 120.0) -> dict[str, Any]:
+    """The followers' backlog when the step's load stops (events not yet handled by the relays, read models and the
+    router, from every service's ``GET /v1/ops/streams``), and how long they take to handle it: a step that holds its
+    latency by leaving the read models and routing ever further behind does not hold."""
+    headers = bearer(signing_key(), "bench-ops", "client", "civil_affairs", "auditor")
+    urls = sorted(set(platform.urls.values()))
+
+    def total() -> int | None:
+        lag = 0
+        for url in urls:
+            try:
+                answer = httpx.get(f"{url}/v1/ops/streams", headers=headers, timeout=30)
+            except httpx.HTTPError:
+                return None
+            if answer.status_code != 200:
+                return None
+            lag += int(answer.json()["total_lag"])
+        return lag
+
+    started = time.monotonic()
+    at_end = remaining = total()
+    while remaining and time.monotonic() - started < timeout_s:
+        time.sleep(1.0)
+        remaining = total()
+    return {"backlog_at_end": at_end, "drained_s": round(time.monotonic() - started, 1) if remaining == 0 else None}
 
 
 def summarise(samples: Path, t0: float, t1: float, rate: float, users: int, user_class: str) -> dict[str, Any]:
@@ -486,9 +515,12 @@ def run_mode(mode: str, plan: Plan, tmp: Path, prefix: str) -> dict[str, Any]:
             result["baseline"].append(base)
             row = run_step(platform, plan, seed_path, logs, "CountyUser", rate, plan.step_s)
             result["steps"].append(row)
+            followers = row.get("followers", {})
+            backlog = (f"; followers' backlog {followers['backlog_at_end']} events, handled in "
+                       f"{followers['drained_s']} s" if followers else "")
             progress(f"{mode} {rate:g}/s: achieved {row['achieved_per_s']}/s, p99 {row['latency_ms']['p99']} ms, "
                      f"errors {row['error_rate']:.2%} (baseline p99 {base['latency_ms']['p99']} ms); "
-                     f"{'holds' if row['holds'] else 'does NOT hold'}")
+                     f"{'holds' if row['holds'] else 'does NOT hold'}{backlog}")
             if not row["holds"] or row["processes_exited"]:
                 break
     held = [r for r in result["steps"] if r["holds"]]
