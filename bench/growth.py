@@ -53,7 +53,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
-from bench._pg import DATABASE_URL, drop_schemas
+from bench._pg import DATABASE_URL, analyze_schemas, drop_schemas
 from bench._results import write_results
 from bench.intake_and_routing import SyntheticReports, command, latency_ms
 from bench.routing import TOWNSHIPS, report_event
@@ -330,12 +330,8 @@ def main(argv: list[str] | None = None) -> int:
                 for size in sizes:
                     build = grow(grown, size)
                     progress(f"measuring at {size:,} events per store ({samples} samples per operation)")
-                    for stack in (grown, reference):
-                        for table_name in ("case_timeline", "referral_inbox"):
-                            engine = (stack.intake.timeline.engine if table_name == "case_timeline"
-                                      else stack.referral.inbox.engine)
-                            with engine.begin() as conn:
-                                conn.execute(text(f"ANALYZE {table_name}"))
+                    for stack in (grown, reference):  # the statistics autovacuum keeps (off on these machines)
+                        analyze_schemas(stack.prefix)
                     rows.append({"events_per_store": size, "counts": grown.counts(),
                                  "reference_counts": reference.counts(), "build": build,
                                  "operations": measure(grown, reference, rules, samples),
