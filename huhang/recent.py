@@ -33,10 +33,10 @@ class Recent(Generic[V]):
     def get(self, key: Hashable, compute: Callable[[], V]) -> V:
         if self.max_age_s <= 0:
             return compute()
+        kept = self.peek(key)
+        if kept is not None:
+            return kept
         now = time.monotonic()
-        kept = self._kept.get(key)
-        if kept is not None and now - kept[0] < self.max_age_s:
-            return kept[1]
         value = compute()
         with self._lock:
             if len(self._kept) >= self.max_entries:

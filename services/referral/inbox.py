@@ -99,7 +99,6 @@ class Inbox:
 
     def __init__(self, engine: Engine, counts_max_age_s: float = 0.0, pages_max_age_s: float = 0.0) -> None:
         self.engine = engine
-        self.counts_max_age_s = counts_max_age_s
         self._counted: Recent[dict[str, int]] = Recent(counts_max_age_s)
         self.pages: Recent[bytes] = Recent(pages_max_age_s)
         create_tables(metadata, engine)
